@@ -1,0 +1,17 @@
+// The schemas of every fastgan op, in one place. Kernels register per device key in
+// cpu/ and cuda/; fake kernels and autograd are registered from Python
+// (fastgan/ops/*.py) with torch.library.
+#include <torch/library.h>
+
+TORCH_LIBRARY(fastgan, m) {
+  // y = clamp(act(x + b broadcast along dim, alpha) * gain, -clamp, clamp); clamp < 0: none.
+  m.def(
+      "bias_act(Tensor x, Tensor? b, int dim, str act, float alpha, float gain, float clamp)"
+      " -> Tensor");
+  // out = grad * (derivative of order `order` of the map above, taken w.r.t. ref), where
+  // ref is x (then b is added in the kernel) or the output y (ref_is_y). The second result
+  // is out summed over every dim but `dim` when reduce, else an empty tensor.
+  m.def(
+      "bias_act_grad(Tensor grad, Tensor ref, Tensor? b, int dim, str act, float alpha,"
+      " float gain, float clamp, bool ref_is_y, int order, bool reduce) -> (Tensor, Tensor)");
+}
