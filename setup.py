@@ -85,10 +85,10 @@ from torch.utils import cpp_extension  # noqa: E402  (after CUDA_HOME is set)
 sources = ["csrc/fastgan.cpp", "csrc/python_module.cpp"] + sorted(
     str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cpu").glob("*.cpp")
 )
-cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+cxx_flags = ["-O3", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
 define_macros = []
 include_dirs = [str(ROOT / "csrc")]
-nvcc_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
 
 if with_cuda:
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
