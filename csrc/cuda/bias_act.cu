@@ -6,7 +6,7 @@
 // channel (i / inner) % C. Half types compute in float, double in double.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAContextLight.h>
 #include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -32,6 +32,11 @@ using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float
 template <typename scalar_t>
 constexpr int kVec = 16 / static_cast<int>(sizeof(scalar_t));
 
+// Columns per thread in the matrix-mode reduction: 16 bytes, but at most 4 (8 bytes for
+// half types), which keeps 8-lane half types free of register spills.
+template <typename scalar_t>
+constexpr int kColVec = kVec<scalar_t> < 4 ? kVec<scalar_t> : 4;
+
 template <typename T, int N>
 struct alignas(sizeof(T) * N) Pack {
   T v[N];
@@ -45,7 +50,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int64_t kMinRowLen = 64;  // inner >= this: one partial per row segment
 constexpr int kSegLen = 2048;       // row segment per warp; a multiple of 32 * kVec
 constexpr int kRowThreads = kThreads / 32;  // matrix mode: block is 32 columns x 8 rows
-constexpr int64_t kChunkRows = 64;          // matrix mode: rows per partial
+constexpr int kChunkRows = 64;              // matrix mode: rows per partial
 
 template <typename A>
 struct Params {
@@ -103,8 +108,8 @@ bool aligned16(const T* p) {
 
 int elementwise_blocks(int64_t work) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int64_t resident =
-      static_cast<int64_t>(prop->multiProcessorCount) * (prop->maxThreadsPerMultiProcessor / kThreads);
+  const int64_t resident = static_cast<int64_t>(prop->multiProcessorCount) *
+                           (prop->maxThreadsPerMultiProcessor / kThreads);
   const int64_t needed = (std::max<int64_t>(work, 1) + kThreads - 1) / kThreads;
   return static_cast<int>(std::max<int64_t>(1, std::min(needed, resident)));
 }
@@ -190,7 +195,8 @@ __global__ void __launch_bounds__(kThreads)
   for (index_t i = nvec * N + tid; i < numel; i += stride) {
     A r = static_cast<A>(ref[i]);
     if (b) r += static_cast<A>(b[m.div_channels.mod(m.div_inner.div(i))]);
-    out[i] = static_cast<scalar_t>(grad_elem<kAct>(static_cast<A>(g[i]), r, p, ref_is_y, order));
+    out[i] =
+        static_cast<scalar_t>(grad_elem<kAct>(static_cast<A>(g[i]), r, p, ref_is_y, order));
   }
 }
 
@@ -206,19 +212,21 @@ template <Act kAct, typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     grad_rows_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ ref,
                      const scalar_t* __restrict__ b, scalar_t* __restrict__ out,
-                     acc_t<scalar_t>* __restrict__ partial, int64_t items, int64_t nseg,
-                     int64_t inner, int64_t channels, bool vec, Params<acc_t<scalar_t>> p,
+                     acc_t<scalar_t>* __restrict__ partial, uint32_t items, uint32_t nseg,
+                     int64_t inner, uint32_t channels, bool vec, Params<acc_t<scalar_t>> p,
                      bool ref_is_y, int order) {
   using A = acc_t<scalar_t>;
   constexpr int N = kVec<scalar_t>;
   using P = Pack<scalar_t, N>;
   const int lane = threadIdx.x & 31;
-  const int64_t item = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  // 32-bit item arithmetic (the host checks items < 2^31): 64-bit division is a
+  // subroutine call, and its register saves show up as spills.
+  const uint32_t item = blockIdx.x * kWarps + (threadIdx.x >> 5);
   if (item >= items) return;  // uniform per warp: the shuffles below see full warps
-  const int64_t row = item / nseg;
-  const int64_t seg_start = (item - row * nseg) * kSegLen;
+  const uint32_t row = item / nseg;
+  const int64_t seg_start = static_cast<int64_t>(item - row * nseg) * kSegLen;
   const int len = static_cast<int>(std::min<int64_t>(kSegLen, inner - seg_start));
-  const int64_t base = row * inner + seg_start;
+  const int64_t base = static_cast<int64_t>(row) * inner + seg_start;
   g += base;
   ref += base;
   out += base;
@@ -256,76 +264,83 @@ __global__ void __launch_bounds__(kThreads)
 
 // Matrix mode (small inner, e.g. channels_last where inner == 1): the tensor is a
 // [rows, width] matrix, width = C * inner, column col in channel col / inner. A block
-// (32 x 8 threads) covers a tile of 32 * kVec columns (kVec consecutive columns per
-// thread, coalesced) and kChunkRows rows, sums its columns over those rows and writes
-// partial[chunk * width + col]. `vec`: width % kVec == 0 and pointers aligned.
+// (32 x 8 threads) covers a tile of 32 * kColVec columns (kColVec consecutive columns per
+// thread, coalesced); for each chunk of kChunkRows rows it sums its columns and writes
+// partial[chunk * width + col]. Blocks loop over chunks (gridDim.y is capped at 65535).
+// `vec`: width % kColVec == 0 and pointers aligned to kColVec elements. The host checks
+// width < 2^31 so that column arithmetic stays 32-bit (64-bit division is a call).
+// No __launch_bounds__ here: with it ptxas trades a few spills for occupancy.
 template <Act kAct, typename scalar_t>
-__global__ void __launch_bounds__(kThreads)
-    grad_cols_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ ref,
-                     const scalar_t* __restrict__ b, scalar_t* __restrict__ out,
-                     acc_t<scalar_t>* __restrict__ partial, int64_t rows, int64_t width,
-                     int64_t inner, int64_t ntiles, bool vec, Params<acc_t<scalar_t>> p,
-                     bool ref_is_y, int order) {
+__global__ void grad_cols_kernel(const scalar_t* __restrict__ g,
+                                 const scalar_t* __restrict__ ref,
+                                 const scalar_t* __restrict__ b, scalar_t* __restrict__ out,
+                                 acc_t<scalar_t>* __restrict__ partial, int64_t rows,
+                                 uint32_t nchunks, uint32_t width, uint32_t inner, bool vec,
+                                 Params<acc_t<scalar_t>> p, bool ref_is_y, int order) {
   using A = acc_t<scalar_t>;
-  constexpr int N = kVec<scalar_t>;
+  constexpr int N = kColVec<scalar_t>;
   constexpr int kTileCols = 32 * N;
   using P = Pack<scalar_t, N>;
   __shared__ A tile_sums[kRowThreads][kTileCols];
 
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t tile = blockIdx.x % ntiles;
-  const int64_t chunk = blockIdx.x / ntiles;
-  const int64_t col0 = tile * kTileCols + tx * N;  // this thread's first column
-  A bias[N], acc[N];
+  const uint32_t tile_col0 = blockIdx.x * kTileCols;
+  const uint32_t col0 = tile_col0 + tx * N;  // this thread's first column
+  A bias[N];
 #pragma unroll
   for (int k = 0; k < N; ++k) {
-    const int64_t col = col0 + k;
+    const uint32_t col = col0 + k;
     bias[k] = (b && col < width) ? static_cast<A>(b[col / inner]) : A(0);
-    acc[k] = A(0);
   }
-  const int64_t r_end = std::min(rows, (chunk + 1) * kChunkRows);
-  if (col0 < width) {
-    const int64_t step = kRowThreads * width;
-    int64_t off = (chunk * kChunkRows + ty) * width + col0;
-    for (int64_t r = chunk * kChunkRows + ty; r < r_end; r += kRowThreads, off += step) {
-      if (vec) {  // width % N == 0, so all N columns exist
-        const P gv = *reinterpret_cast<const P*>(g + off);
-        const P rv = *reinterpret_cast<const P*>(ref + off);
-        P o;
+  for (uint32_t chunk = blockIdx.y; chunk < nchunks; chunk += gridDim.y) {
+    A acc[N];
 #pragma unroll
-        for (int k = 0; k < N; ++k) {
-          const A val = grad_elem<kAct>(static_cast<A>(gv.v[k]),
-                                        static_cast<A>(rv.v[k]) + bias[k], p, ref_is_y, order);
-          o.v[k] = static_cast<scalar_t>(val);
-          acc[k] += val;
-        }
-        *reinterpret_cast<P*>(out + off) = o;
-      } else {
+    for (int k = 0; k < N; ++k) acc[k] = A(0);
+    if (col0 < width) {
+      const int64_t row0 = static_cast<int64_t>(chunk) * kChunkRows;
+      const int64_t left = rows - row0;
+      const int n = left < kChunkRows ? static_cast<int>(left) : kChunkRows;
+      const int64_t step = static_cast<int64_t>(kRowThreads) * width;
+      int64_t off = (row0 + ty) * width + col0;
+      for (int i = ty; i < n; i += kRowThreads, off += step) {
+        if (vec) {  // width % N == 0, so all N columns exist
+          const P gv = *reinterpret_cast<const P*>(g + off);
+          const P rv = *reinterpret_cast<const P*>(ref + off);
+          P o;
 #pragma unroll
-        for (int k = 0; k < N; ++k) {
-          if (col0 + k < width) {
-            const A val = grad_elem<kAct>(static_cast<A>(g[off + k]),
-                                          static_cast<A>(ref[off + k]) + bias[k], p, ref_is_y,
+          for (int k = 0; k < N; ++k) {
+            const A val = grad_elem<kAct>(static_cast<A>(gv.v[k]),
+                                          static_cast<A>(rv.v[k]) + bias[k], p, ref_is_y,
                                           order);
-            out[off + k] = static_cast<scalar_t>(val);
+            o.v[k] = static_cast<scalar_t>(val);
             acc[k] += val;
+          }
+          *reinterpret_cast<P*>(out + off) = o;
+        } else {
+#pragma unroll
+          for (int k = 0; k < N; ++k) {
+            if (col0 + k < width) {
+              const A val = grad_elem<kAct>(static_cast<A>(g[off + k]),
+                                            static_cast<A>(ref[off + k]) + bias[k], p,
+                                            ref_is_y, order);
+              out[off + k] = static_cast<scalar_t>(val);
+              acc[k] += val;
+            }
           }
         }
       }
     }
-  }
 #pragma unroll
-  for (int k = 0; k < N; ++k) tile_sums[ty][tx * N + k] = acc[k];
-  __syncthreads();
-  const int t = ty * 32 + tx;  // kTileCols <= kThreads: one thread per tile column
-  if (t < kTileCols) {
-    const int64_t col = tile * kTileCols + t;
-    if (col < width) {
+    for (int k = 0; k < N; ++k) tile_sums[ty][tx * N + k] = acc[k];
+    __syncthreads();
+    const int t = ty * 32 + tx;  // kTileCols <= kThreads: one thread per tile column
+    if (t < kTileCols && tile_col0 + t < width) {
       A s = A(0);
 #pragma unroll
       for (int y = 0; y < kRowThreads; ++y) s += tile_sums[y][t];
-      partial[chunk * width + col] = s;
+      partial[static_cast<int64_t>(chunk) * width + tile_col0 + t] = s;
     }
+    __syncthreads();  // tile_sums is rewritten by the next chunk
   }
 }
 
@@ -369,12 +384,6 @@ void launch_grad(const scalar_t* g, const scalar_t* ref, const scalar_t* b, scal
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-int checked_blocks(int64_t blocks) {
-  TORCH_CHECK(blocks <= std::numeric_limits<int>::max(),
-              "bias_act_grad: tensor too large for the CUDA reduction grid");
-  return static_cast<int>(blocks);
-}
-
 // Runs a reducing grad kernel; returns the per-channel sums in the accumulation type.
 template <Act kAct, typename scalar_t>
 at::Tensor launch_grad_reduce(const scalar_t* g, const scalar_t* ref, const scalar_t* b,
@@ -383,29 +392,42 @@ at::Tensor launch_grad_reduce(const scalar_t* g, const scalar_t* ref, const scal
                               const at::TensorOptions& acc_opts) {
   using A = acc_t<scalar_t>;
   constexpr int N = kVec<scalar_t>;
-  const bool aligned = aligned16(g) && aligned16(ref) && aligned16(out);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   if (l.inner >= kMinRowLen) {
+    const bool aligned = aligned16(g) && aligned16(ref) && aligned16(out);
     const int64_t rows = l.outer * l.channels;
     const int64_t nseg = (l.inner + kSegLen - 1) / kSegLen;
     const int64_t items = rows * nseg;
+    TORCH_CHECK(items <= std::numeric_limits<int32_t>::max(),
+                "bias_act_grad: tensor too large for the CUDA reduction (", items,
+                " row segments)");
     at::Tensor partial = at::empty({items}, acc_opts);
-    const int blocks = checked_blocks((items + kWarps - 1) / kWarps);
+    const int blocks = static_cast<int>((items + kWarps - 1) / kWarps);
     grad_rows_kernel<kAct, scalar_t><<<blocks, kThreads, 0, stream>>>(
-        g, ref, b, out, partial.mutable_data_ptr<A>(), items, nseg, l.inner, l.channels,
+        g, ref, b, out, partial.mutable_data_ptr<A>(), static_cast<uint32_t>(items),
+        static_cast<uint32_t>(nseg), l.inner, static_cast<uint32_t>(l.channels),
         aligned && l.inner % N == 0, p, ref_is_y, order);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     at::Tensor per_row = nseg == 1 ? partial : partial.view({rows, nseg}).sum(1);
     return reduce_partial_sums(per_row, l, /*vec_mode=*/false);
   }
+  constexpr int NC = kColVec<scalar_t>;
+  constexpr uintptr_t kColBytes = NC * sizeof(scalar_t);
+  const bool aligned_cols = reinterpret_cast<uintptr_t>(g) % kColBytes == 0 &&
+                            reinterpret_cast<uintptr_t>(ref) % kColBytes == 0 &&
+                            reinterpret_cast<uintptr_t>(out) % kColBytes == 0;
   const int64_t width = l.channels * l.inner;
-  const int64_t ntiles = (width + 32 * N - 1) / (32 * N);
+  TORCH_CHECK(width <= std::numeric_limits<int32_t>::max(),
+              "bias_act_grad: too many channels for the CUDA reduction (", l.channels, ")");
+  const int64_t ntiles = (width + 32 * NC - 1) / (32 * NC);
   const int64_t nchunks = (l.outer + kChunkRows - 1) / kChunkRows;
   at::Tensor partial = at::empty({nchunks, width}, acc_opts);
-  const int blocks = checked_blocks(ntiles * nchunks);
-  grad_cols_kernel<kAct, scalar_t><<<blocks, dim3(32, kRowThreads), 0, stream>>>(
-      g, ref, b, out, partial.mutable_data_ptr<A>(), l.outer, width, l.inner, ntiles,
-      aligned && width % N == 0, p, ref_is_y, order);
+  const dim3 grid(static_cast<unsigned>(ntiles),
+                  static_cast<unsigned>(std::min<int64_t>(nchunks, 65535)));
+  grad_cols_kernel<kAct, scalar_t><<<grid, dim3(32, kRowThreads), 0, stream>>>(
+      g, ref, b, out, partial.mutable_data_ptr<A>(), l.outer, static_cast<uint32_t>(nchunks),
+      static_cast<uint32_t>(width), static_cast<uint32_t>(l.inner),
+      aligned_cols && width % NC == 0, p, ref_is_y, order);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return reduce_partial_sums(partial, l, /*vec_mode=*/true);
 }
