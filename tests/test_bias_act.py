@@ -345,7 +345,7 @@ def test_meta_device_runs_reference():
 
 
 def _run_python(code, **env):
-    full_env = {**os.environ, **env}
+    full_env = {**os.environ, "FASTGAN_BACKEND": "auto", **env}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, timeout=300
     )

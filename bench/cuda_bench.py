@@ -1,0 +1,61 @@
+"""CUDA timing of bias_act (CUDA events, warm-up excluded, medians) against the stock
+eager composition and a device-to-device copy of the same bytes. Used by gpu_check.sh."""
+
+import math
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from fastgan.ops import bias_act
+
+
+def time_ms(fn, reps=50):
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e))
+    return statistics.median(times)
+
+
+def main():
+    shape = (32, 256, 64, 64)
+    print(f"device: {torch.cuda.get_device_name()}  shape {shape}")
+    print(f"{'case':40s} {'fastgan ms':>10s} {'eager ms':>9s} {'copy ms':>8s} {'x eager':>8s} {'GB/s':>7s}")
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for layout in ("contiguous", "channels_last"):
+            x = torch.randn(shape, device="cuda", dtype=dtype)
+            if layout == "channels_last":
+                x = x.to(memory_format=torch.channels_last)
+            b = torch.randn(shape[1], device="cuda", dtype=dtype)
+            stock = lambda: F.leaky_relu(x + b.view(1, -1, 1, 1), 0.2) * math.sqrt(2)  # noqa: E731
+            fused = lambda: bias_act(x, b, 1, "lrelu")  # noqa: E731
+            torch.testing.assert_close(fused(), stock(), rtol=2e-2, atol=2e-2)
+            out = torch.empty_like(x)
+            copy = lambda: out.copy_(x)  # noqa: E731
+            tf, te, tc = time_ms(fused), time_ms(stock), time_ms(copy)
+            gbs = 2 * x.numel() * x.element_size() / tf / 1e6
+            print(f"{'fwd ' + str(dtype)[6:] + ' ' + layout:40s} {tf:10.3f} {te:9.3f} {tc:8.3f} {te / tf:8.2f} {gbs:7.0f}")
+            xg = x.detach().requires_grad_()
+            bg = b.detach().requires_grad_()
+            gy = torch.randn_like(x)
+
+            def fb(fn):
+                def run():
+                    y = fn(xg, bg)
+                    y.backward(gy)
+                return run
+
+            tfb = time_ms(fb(lambda x, b: bias_act(x, b, 1, "lrelu")))
+            teb = time_ms(fb(lambda x, b: F.leaky_relu(x + b.view(1, -1, 1, 1), 0.2) * math.sqrt(2)))
+            print(f"{'fwd+bwd ' + str(dtype)[6:] + ' ' + layout:40s} {tfb:10.3f} {teb:9.3f} {'':8s} {teb / tfb:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

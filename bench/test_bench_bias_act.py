@@ -1,0 +1,83 @@
+"""bias_act(act='lrelu') vs the stock eager composition vs torch.compile of it, and a
+plain x.clone() (the memory-bandwidth limit), on (32, 256, 64, 64) float32, CPU.
+
+    .venv/bin/python -m pytest bench/test_bench_bias_act.py --benchmark-group-by=param:layout,param:mode
+
+Every case is checked against the stock result before it is timed. Several input sets
+rotate so that caches are not measured.
+"""
+
+import itertools
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastgan.ops import bias_act
+
+SHAPE = tuple(int(s) for s in os.environ.get("FASTGAN_BENCH_SHAPE", "32,256,64,64").split(","))
+N_SETS = 3
+
+
+def stock(x, b):
+    return F.leaky_relu(x + b.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+
+
+_compiled = torch.compile(stock)
+
+
+def fused(x, b):
+    return bias_act(x, b, 1, "lrelu")
+
+
+def clone(x, b):
+    return x.clone()
+
+
+IMPLS = {"fastgan": fused, "eager": stock, "compile": _compiled, "clone": clone}
+
+
+def make_sets(layout, requires_grad):
+    g = torch.Generator().manual_seed(0)
+    sets = []
+    for _ in range(N_SETS):
+        x = torch.randn(SHAPE, generator=g)
+        if layout == "channels_last":
+            x = x.to(memory_format=torch.channels_last)
+        b = torch.randn(SHAPE[1], generator=g)
+        sets.append((x.requires_grad_(requires_grad), b.requires_grad_(requires_grad)))
+    return sets
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_bias_act_lrelu(benchmark, impl, mode, layout):
+    if impl == "clone" and mode == "fwd+bwd":
+        pytest.skip("the copy limit is a forward-only reference")
+    fn = IMPLS[impl]
+    train = mode == "fwd+bwd"
+    sets = make_sets(layout, train)
+    # correctness before timing
+    x, b = sets[0]
+    if impl != "clone":
+        torch.testing.assert_close(fn(x, b), stock(x, b), rtol=1e-5, atol=1e-5)
+    grads = [torch.randn(SHAPE).to(memory_format=x.suggest_memory_format()) for _ in range(N_SETS)]
+    cycle = itertools.cycle(range(N_SETS))
+
+    def run():
+        i = next(cycle)
+        x, b = sets[i]
+        if train:
+            y = fn(x, b)
+            x.grad = b.grad = None
+            y.backward(grads[i])
+        else:
+            with torch.no_grad():
+                fn(x, b)
+
+    for _ in range(2):  # warm-up, includes torch.compile's compilation
+        run()
+    benchmark.pedantic(run, rounds=15, iterations=1, warmup_rounds=1)
