@@ -64,7 +64,8 @@ def test_bias_act_lrelu(benchmark, impl, mode, layout):
     x, b = sets[0]
     if impl != "clone":
         torch.testing.assert_close(fn(x, b), stock(x, b), rtol=1e-5, atol=1e-5)
-    grads = [torch.randn(SHAPE).to(memory_format=x.suggest_memory_format()) for _ in range(N_SETS)]
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    grads = [torch.randn(SHAPE).to(memory_format=fmt) for _ in range(N_SETS)]
     cycle = itertools.cycle(range(N_SETS))
 
     def run():

@@ -9,6 +9,7 @@
 
 #include "../common/bias_act_common.h"
 #include "bias_act_cpu.h"
+#include "cpu_memory.h"
 
 namespace fastgan::cpu {
 
@@ -78,6 +79,7 @@ at::Tensor bias_act_cpu(const at::Tensor& x, const std::optional<at::Tensor>& b,
   ForwardPlan plan =
       plan_forward(x, b, dim, std::string_view(act.data(), act.size()), alpha, gain, clamp);
   if (plan.x.numel() == 0) return plan.y;
+  advise_huge_pages(plan.y);
   Rows rows = to_rows(plan.layout, plan.b);
   ForwardArgs args;
   args.dtype = plan.x.scalar_type();
@@ -101,6 +103,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(
   GradPlan plan = plan_grad(grad, ref, b, dim, std::string_view(act.data(), act.size()), alpha,
                             gain, clamp, ref_is_y, order, reduce);
   if (plan.ref.numel() == 0) return {plan.out, plan.sums};
+  advise_huge_pages(plan.out);
   Rows rows = to_rows(plan.layout, plan.b);
   const auto acc_type = plan.ref.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor partial;
