@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
 	$(VPY) -m pip install -q torch==2.14.1 numpy pytest pytest-benchmark ninja expecttest
+	test -d /usr/share/datasets/fashion-mnist || ! command -v apt-get >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || \
+	  echo "warning: could not install dataset-fashion-mnist (the training presets need it)"
 	touch $(STAMP)
 
 setup: $(STAMP)
