@@ -1,0 +1,256 @@
+"""Runs benchmark cases honestly.
+
+For every case x mode x dtype x layout on one device:
+
+1. several random input sets are built (never zeros) and rotate across rounds, so caches
+   are not measured;
+2. every implementation is first checked against the reference (values, and input
+   gradients for fwd+bwd); one that fails is reported as ``failed`` and not timed;
+3. warm-up calls (torch.compile's compilation included) are excluded from the timings;
+4. CPU rounds are timed with ``time.perf_counter``, CUDA rounds with CUDA events; the
+   statistics (median, quartiles, spread) are pytest-benchmark's ``Stats``;
+5. memory: on CUDA the peak allocated during one call, on CPU the bytes saved for backward
+   (unique storages seen by ``saved_tensors_hooks``) in fwd+bwd mode;
+6. memory-bound ops get an achieved bandwidth, next to a plain copy of the same bytes
+   (``dst.copy_(src)`` into touched memory) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from pytest_benchmark.stats import Stats
+
+from .cases import Case, Inputs
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+# max |error| / max |reference| per tensor, against the float64 reference
+DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 4e-3}
+IMPL_ORDER = ("fastgan", "reference", "eager", "compile")
+
+
+@dataclass
+class Settings:
+    device: str = "cpu"
+    dtypes: Sequence[str] = ("float32", "bfloat16")
+    layouts: Optional[Sequence[str]] = None  # None: each case's own
+    modes: Optional[Sequence[str]] = None
+    impls: Sequence[str] = IMPL_ORDER
+    size: str = "full"  # full | quick | tiny
+    rounds: int = 15
+    warmup: int = 2
+    n_sets: int = 3
+    seed: int = 0
+
+
+@dataclass
+class Result:
+    case: str
+    impl: str
+    mode: str
+    dtype: str
+    layout: str
+    device: str
+    status: str  # ok | failed | error
+    message: str = ""
+    stats: Dict[str, float] = field(default_factory=dict)  # seconds
+    saved_bytes: Optional[int] = None
+    peak_bytes: Optional[int] = None
+    bytes_moved: Optional[int] = None
+    bandwidth_gbs: Optional[float] = None
+    copy_gbs: Optional[float] = None
+
+    @property
+    def key(self) -> str:
+        return "/".join((self.case, self.impl, self.mode, self.dtype, self.layout, self.device))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["key"] = self.key
+        return d
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _prepare(inputs: Inputs, train: bool) -> Inputs:
+    out = []
+    for t in inputs:
+        t = t.detach().clone(memory_format=torch.preserve_format)
+        if train and t.is_floating_point():
+            t.requires_grad_(True)
+        out.append(t)
+    return tuple(out)
+
+
+def _call(fn, inputs: Inputs, grad: Optional[torch.Tensor]):
+    if grad is None:
+        with torch.no_grad():
+            return fn(*inputs), ()
+    for t in inputs:
+        t.grad = None
+    out = fn(*inputs)
+    out.backward(grad)
+    return out, tuple(t.grad for t in inputs if t.requires_grad)
+
+
+def _check(case: Case, name: str, got, want, dtype: torch.dtype) -> Optional[str]:
+    """Compares with the float64 reference, per tensor, relative to the reference's largest
+    magnitude: a reduction (a bias gradient) in low precision is judged by its scale, not by
+    elements that cancel to near zero."""
+    tol = case.tolerance.get(dtype, DEFAULT_TOL[dtype])
+    (out, grads), (ref_out, ref_grads) = got, want
+    pairs = [("output", out, ref_out)] + [(f"grad of input {i}", g, r) for i, (g, r) in enumerate(zip(grads, ref_grads))]
+    if len(grads) != len(ref_grads):
+        return f"{name}: {len(grads)} input gradients, the reference has {len(ref_grads)}"
+    for what, a, b in pairs:
+        if a is None or b is None:
+            if a is not b:
+                return f"{name} {what}: missing"
+            continue
+        if a.shape != b.shape:
+            return f"{name} {what}: shape {tuple(a.shape)}, the reference's is {tuple(b.shape)}"
+        a64, b64 = a.detach().double(), b.detach().double()
+        if not torch.equal(a64.isnan(), b64.isnan()):
+            return f"{name} {what}: NaN where the reference has none (or the reverse)"
+        scale = b64.nan_to_num().abs().max().item() if b64.numel() else 0.0
+        err = (a64 - b64).nan_to_num().abs().max().item() if b64.numel() else 0.0
+        if err > tol * max(scale, 1e-6):
+            return f"{name} {what} differs from the float64 reference: max error {err:.3g} at scale {scale:.3g} (tolerance {tol:g} relative)"
+    return None
+
+
+def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: int, warmup: int) -> Stats:
+    cycle = itertools.cycle(range(len(sets)))
+    for _ in range(warmup):
+        i = next(cycle)
+        _call(fn, sets[i], grads[i])
+    _sync(device)
+    stats = Stats()
+    if device.type == "cuda":
+        for _ in range(rounds):
+            i = next(cycle)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            _call(fn, sets[i], grads[i])
+            end.record()
+            end.synchronize()
+            stats.update(start.elapsed_time(end) / 1e3)
+    else:
+        for _ in range(rounds):
+            i = next(cycle)
+            t0 = time.perf_counter()
+            _call(fn, sets[i], grads[i])
+            stats.update(time.perf_counter() - t0)
+    return stats
+
+
+def _saved_bytes(fn, inputs: Inputs, grad) -> int:
+    storages = {}
+
+    def pack(t):
+        try:
+            s = t.untyped_storage()
+            storages[(s.data_ptr(), t.device)] = s.nbytes()
+        except RuntimeError:  # e.g. tensors without storage
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _call(fn, inputs, grad)
+    input_ptrs = {(t.untyped_storage().data_ptr(), t.device) for t in inputs}
+    return sum(n for k, n in storages.items() if k not in input_ptrs)
+
+
+def _peak_bytes(fn, inputs: Inputs, grad, device: torch.device) -> int:
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    _call(fn, inputs, grad)
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device) - base
+
+
+def copy_bandwidth(nbytes: int, dtype: torch.dtype, device: torch.device, rounds: int) -> float:
+    """GB/s of ``dst.copy_(src)`` moving ``nbytes`` in all (half read, half written)."""
+    elem = torch.empty((), dtype=dtype).element_size()
+    n = max(1, nbytes // 2 // elem)
+    srcs = [torch.randn(n, device=device).to(dtype) for _ in range(2)]
+    dst = torch.empty(n, device=device, dtype=dtype).fill_(1)
+    stats = _time_rounds(lambda s: dst.copy_(s), [(s,) for s in srcs], [None, None], device, rounds, 2)
+    return 2 * n * elem / stats.median / 1e9
+
+
+def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
+    device = torch.device(settings.device)
+    results: List[Result] = []
+    gen = torch.Generator().manual_seed(settings.seed)
+    modes = [m for m in case.modes if settings.modes is None or m in settings.modes]
+    layouts = [l for l in case.layouts if settings.layouts is None or l in settings.layouts]
+    impls = [i for i in IMPL_ORDER if i in case.impls and i in settings.impls]
+    for dtype_name, layout, mode in itertools.product(settings.dtypes, layouts, modes):
+        dtype = DTYPES[dtype_name]
+        train = mode == "fwd+bwd"
+        base_sets = [case.make_inputs(device, dtype, layout, settings.size, gen) for _ in range(settings.n_sets)]
+        sets = [_prepare(s, train) for s in base_sets]
+        grads = [None] * len(sets)
+        if train:
+            ref_out = case.impls[impls[0]](*_prepare(base_sets[0], False)).detach()
+            grads = [
+                torch.randn(ref_out.shape, generator=gen).to(device=device, dtype=ref_out.dtype).to(
+                    memory_format=torch.channels_last if layout == "channels_last" and ref_out.dim() == 4 else torch.contiguous_format
+                )
+                for _ in sets
+            ]
+        ref_name = "reference" if "reference" in case.impls else "eager"
+        try:
+            inputs64 = tuple(t.double() if t.is_floating_point() else t for t in base_sets[0])
+            grad64 = grads[0].double() if grads[0] is not None else None
+            want = _call(case.impls[ref_name], _prepare(inputs64, train), grad64)
+            want = (want[0].detach(), tuple(g.detach() for g in want[1]))
+        except Exception as e:  # the reference itself cannot run this combination
+            for impl in impls:
+                results.append(Result(case.name, impl, mode, dtype_name, layout, device.type, "error", f"reference failed: {e}"))
+            continue
+        copy_gbs = None
+        for impl in impls:
+            fn = case.impls[impl]
+            res = Result(case.name, impl, mode, dtype_name, layout, device.type, "ok")
+            if progress:
+                progress(res.key)
+            try:
+                got = _call(fn, _prepare(base_sets[0], train), grads[0])
+                problem = _check(case, impl, got, want, dtype)
+            except Exception as e:
+                problem = f"{type(e).__name__}: {e}"
+            if problem:
+                res.status, res.message = "failed", problem
+                results.append(res)
+                continue
+            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup)
+            res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
+            if device.type == "cuda":
+                res.peak_bytes = _peak_bytes(fn, sets[0], grads[0], device)
+            elif train:
+                res.saved_bytes = _saved_bytes(fn, sets[0], grads[0])
+            if case.memory_bound and case.min_bytes is not None and not train:
+                res.bytes_moved = int(case.min_bytes(sets[0], got[0]))
+                res.bandwidth_gbs = res.bytes_moved / stats.median / 1e9
+                if copy_gbs is None:
+                    copy_gbs = copy_bandwidth(res.bytes_moved, dtype, device, settings.rounds)
+                res.copy_gbs = copy_gbs
+            results.append(res)
+    return results
+
+
+def run(cases: Sequence[Case], settings: Settings, progress=None) -> List[Result]:
+    out: List[Result] = []
+    for case in cases:
+        out.extend(run_case(case, settings, progress))
+    return out
