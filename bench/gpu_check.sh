@@ -14,4 +14,6 @@ echo "== CUDA tests"
 FASTGAN_BACKEND=ext $PY -m pytest tests/test_bias_act_cuda.py -q -x -p no:cacheprovider 2>&1 | tail -15
 echo "== benchmark"
 $PY bench/cuda_bench.py
+echo "== fastgan bench --device cuda --quick"
+$PY -m fastgan.benchmark.cli --device cuda --quick --dtypes float32,bfloat16 --out "${OUT:-/tmp}/fastgan-bench" 2>&1 | tail -60 || true
 echo "total $(( $(date +%s) - start )) s"
