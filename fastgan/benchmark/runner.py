@@ -18,12 +18,34 @@ For every case x mode x dtype x layout on one device:
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from pytest_benchmark.stats import Stats
+
+try:
+    from pytest_benchmark.stats import Stats
+except ImportError:  # e.g. a bare GPU machine: the same fields, computed with statistics
+
+    class Stats:  # type: ignore[no-redef]
+        def __init__(self):
+            self.data = []
+
+        def update(self, duration: float) -> None:
+            self.data.append(duration)
+
+        @property
+        def median(self) -> float:
+            return statistics.median(self.data)
+
+        def as_dict(self) -> dict:
+            d = sorted(self.data)
+            q1, _, q3 = statistics.quantiles(d, n=4, method="inclusive") if len(d) > 1 else (d[0], 0, d[0])
+            return {"min": d[0], "max": d[-1], "mean": statistics.fmean(d), "median": self.median,
+                    "stddev": statistics.stdev(d) if len(d) > 1 else 0.0, "q1": q1, "q3": q3,
+                    "iqr": q3 - q1, "rounds": len(d)}
 
 from .cases import Case, Inputs
 
