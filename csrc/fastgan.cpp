@@ -14,4 +14,7 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "bias_act_grad(Tensor grad, Tensor ref, Tensor? b, int dim, str act, float alpha,"
       " float gain, float clamp, bool ref_is_y, int order, bool reduce) -> (Tensor, Tensor)");
+  // Per-sample squared L2 norm: out[n] = sum(grads[n]^2), float32 (float64 for float64
+  // input). The building block of the gradient penalties (fastgan/ops/grad_penalty.py).
+  m.def("grad_sqnorm(Tensor grads) -> Tensor");
 }

@@ -9,6 +9,8 @@ from .._backend import (
     use_reference,
 )
 from .bias_act import ACTIVATIONS, bias_act, bias_act_ref, fused_leaky_relu
+from .conv2d_gradfix import conv2d, conv_transpose2d, linear, no_weight_gradients, weight_gradients_disabled
+from .grad_penalty import grad_penalty, grad_penalty_ref, grad_sqnorm, grad_sqnorm_ref
 
 __all__ = [
     "ACTIVATIONS",
@@ -17,7 +19,16 @@ __all__ = [
     "bias_act",
     "bias_act_ref",
     "fused_leaky_relu",
+    "conv2d",
+    "conv_transpose2d",
     "get_backend",
+    "grad_penalty",
+    "grad_penalty_ref",
+    "grad_sqnorm",
+    "grad_sqnorm_ref",
+    "linear",
+    "no_weight_gradients",
     "set_backend",
     "use_reference",
+    "weight_gradients_disabled",
 ]

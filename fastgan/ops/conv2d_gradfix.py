@@ -1,0 +1,220 @@
+r"""conv2d / conv_transpose2d / linear whose backward can skip the weight gradient.
+
+A gradient penalty takes ``autograd.grad(D(x).sum(), x, create_graph=True)``: only the
+gradient w.r.t. the *input* images is wanted from that first backward. Inside
+:func:`no_weight_gradients`, these wrappers' backward computes the input gradient only
+(``convolution_backward`` with ``output_mask = (True, False, False)``; for linear, one
+matmul instead of two plus a sum). Outside the context they compute every gradient that
+is needed, like the stock ops.
+
+Double backward is exact: the backward is written with differentiable ATen ops
+(``aten.convolution_backward``, whose own derivative is PyTorch's conv double backward;
+matmul), so the input gradient computed in the first backward stays a function of the
+weight, and the penalty's second backward reaches the weight: ``d(grad_x)/d(weight)`` is
+computed then, where it is needed.
+
+Relation to stock PyTorch: ``autograd.grad(out, x)`` on stock layers already prunes the
+weight gradients that cannot reach ``x`` (the engine knows which edges are needed). A
+custom autograd function cannot see that, so the context tells it. ``loss.backward()``
+(all leaves wanted) with these layers computes weight gradients as usual.
+
+The context is process-wide (a counter under a lock, so it nests and is safe to enter from
+several threads) because the autograd engine runs backward functions of CUDA tensors on
+its own worker threads, where a thread-local flag would not be seen. While it is active
+in one thread, backward passes in other threads also skip these layers' weight gradients:
+do not run an ordinary ``backward()`` concurrently with a penalty's first backward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "no_weight_gradients",
+    "weight_gradients_disabled",
+    "conv2d",
+    "conv_transpose2d",
+    "linear",
+]
+
+_lock = threading.Lock()
+_depth = 0
+
+_IntOr2 = Union[int, Sequence[int]]
+
+
+@contextlib.contextmanager
+def no_weight_gradients(enabled: bool = True) -> Iterator[None]:
+    """Within the block, the backward of :func:`conv2d`, :func:`conv_transpose2d` and
+    :func:`linear` skips the weight and bias gradients (they get ``None``). Nestable."""
+    global _depth
+    if not enabled:
+        yield
+        return
+    with _lock:
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+
+
+def weight_gradients_disabled() -> bool:
+    """True while some :func:`no_weight_gradients` block is active."""
+    return _depth > 0
+
+
+def _pair(v: _IntOr2, name: str, fn: str) -> list[int]:
+    if isinstance(v, int):
+        return [v, v]
+    v = list(v)
+    if len(v) != 2 or not all(isinstance(i, int) for i in v):
+        raise ValueError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
+    return v
+
+
+class _Convolution(torch.autograd.Function):
+    """aten.convolution forward; backward through aten.convolution_backward with the
+    weight/bias part of the output mask turned off inside no_weight_gradients()."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+        ctx.conf = (stride, padding, dilation, transposed, output_padding, groups)
+        ctx.bias_sizes = None if bias is None else list(bias.shape)
+        ctx.save_for_backward(input, weight)
+        return torch.ops.aten.convolution(
+            input, weight, bias, stride, padding, dilation, transposed, output_padding, groups
+        )
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        input, weight = ctx.saved_tensors
+        stride, padding, dilation, transposed, output_padding, groups = ctx.conf
+        skip = weight_gradients_disabled()
+        mask = [
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1] and not skip,
+            ctx.bias_sizes is not None and ctx.needs_input_grad[2] and not skip,
+        ]
+        if not any(mask):
+            return (None,) * 9
+        gi, gw, gb = torch.ops.aten.convolution_backward(
+            grad_out, input, weight, ctx.bias_sizes, stride, padding, dilation,
+            transposed, output_padding, groups, mask,
+        )
+        return (
+            gi if mask[0] else None,
+            gw if mask[1] else None,
+            gb if mask[2] else None,
+            None, None, None, None, None, None,
+        )
+
+
+def _check_conv(input, weight, bias, fn):
+    if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{fn}: input and weight must be tensors")
+    if input.dim() != 4:
+        raise ValueError(f"{fn}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
+    if weight.dim() != 4:
+        raise ValueError(f"{fn}: weight must be 4-D, got shape {tuple(weight.shape)}")
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.dim() != 1):
+        raise ValueError(f"{fn}: bias must be None or a 1-D tensor")
+
+
+def _use_function(*tensors) -> bool:
+    # Only worth the custom function when some gradient will be taken.
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _apply(fn, input, weight, bias, *args):
+    """Runs fn.apply with autocast's cast done outside (differentiable casts back to the
+    float32 parameters) and autocast off inside, so forward and backward agree on dtypes."""
+    dev = input.device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        input, weight = input.to(dt), weight.to(dt)
+        bias = None if bias is None else bias.to(dt)
+        with torch.autocast(dev, enabled=False):
+            return fn.apply(input, weight, bias, *args)
+    return fn.apply(input, weight, bias, *args)
+
+
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: _IntOr2 = 1,
+    padding: _IntOr2 = 0,
+    dilation: _IntOr2 = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``F.conv2d`` (integer padding) whose backward honours :func:`no_weight_gradients`."""
+    _check_conv(input, weight, bias, "conv2d")
+    stride, padding, dilation = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d"), _pair(dilation, "dilation", "conv2d")
+    if not _use_function(input, weight, bias):
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return _apply(_Convolution, input, weight, bias, stride, padding, dilation, False, [0, 0], groups)
+
+
+def conv_transpose2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: _IntOr2 = 1,
+    padding: _IntOr2 = 0,
+    output_padding: _IntOr2 = 0,
+    groups: int = 1,
+    dilation: _IntOr2 = 1,
+) -> torch.Tensor:
+    """``F.conv_transpose2d`` whose backward honours :func:`no_weight_gradients`."""
+    fn = "conv_transpose2d"
+    _check_conv(input, weight, bias, fn)
+    stride, padding = _pair(stride, "stride", fn), _pair(padding, "padding", fn)
+    output_padding, dilation = _pair(output_padding, "output_padding", fn), _pair(dilation, "dilation", fn)
+    if not _use_function(input, weight, bias):
+        return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    return _apply(_Convolution, input, weight, bias, stride, padding, dilation, True, output_padding, groups)
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias):
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(input, weight)
+        return F.linear(input, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        input, weight = ctx.saved_tensors
+        skip = weight_gradients_disabled()
+        gi = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gi = grad_out.matmul(weight)
+        if ctx.needs_input_grad[1] and not skip:
+            gw = grad_out.reshape(-1, grad_out.shape[-1]).t().matmul(input.reshape(-1, input.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2] and not skip:
+            gb = grad_out.reshape(-1, grad_out.shape[-1]).sum(0)
+        return gi, gw, gb
+
+
+def linear(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear`` whose backward honours :func:`no_weight_gradients`."""
+    if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise TypeError("linear: input and weight must be tensors")
+    if weight.dim() != 2:
+        raise ValueError(f"linear: weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
+    if input.dim() < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input's last dim ({input.shape[-1] if input.dim() else None}) must equal weight.shape[1] ({weight.shape[1]})"
+        )
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (weight.shape[0],)):
+        raise ValueError(f"linear: bias must be None or of shape ({weight.shape[0]},)")
+    if not _use_function(input, weight, bias):
+        return F.linear(input, weight, bias)
+    return _apply(_Linear, input, weight, bias)

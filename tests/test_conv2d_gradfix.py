@@ -1,0 +1,267 @@
+"""fastgan.ops.conv2d_gradfix and fastgan.nn.EqualConv2d / EqualLinear: same values and
+gradients (first and second order) as the stock ops, and no_weight_gradients() really
+skips the weight-gradient computation (counted at the ATen dispatch level)."""
+
+import math
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck, gradgradcheck
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from fastgan.nn import EqualConv2d, EqualLinear
+from fastgan.ops import conv2d, conv_transpose2d, linear, no_weight_gradients, weight_gradients_disabled
+
+
+class CountBackward(TorchDispatchMode):
+    """Records the output_mask of every aten.convolution_backward and counts aten.mm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_masks = []
+        self.mm = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten.convolution_backward.default:
+            self.conv_masks.append(tuple(args[10]))
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+            self.mm += 1
+        return func(*args, **kwargs)
+
+
+def _conv_case(dtype=torch.float64, transposed=False):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 7, 6, generator=g, dtype=dtype, requires_grad=True)
+    shape = (4, 3, 3, 3) if transposed else (5, 4, 3, 3)
+    w = torch.randn(shape, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(shape[1] if transposed else shape[0], generator=g, dtype=dtype, requires_grad=True)
+    return x, w, b
+
+
+CONVS = {
+    "conv2d": (lambda x, w, b: conv2d(x, w, b, stride=2, padding=1),
+               lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1), False),
+    "conv2d_dil": (lambda x, w, b: conv2d(x, w, b, padding=(2, 1), dilation=(2, 1)),
+                   lambda x, w, b: F.conv2d(x, w, b, padding=(2, 1), dilation=(2, 1)), False),
+    "conv_transpose2d": (lambda x, w, b: conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+                         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1), True),
+}
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+def test_conv_values_and_grads_match_stock(name):
+    ours, stock, transposed = CONVS[name]
+    x, w, b = _conv_case(transposed=transposed)
+    y1, y2 = ours(x, w, b), stock(x, w, b)
+    torch.testing.assert_close(y1, y2)
+    up = torch.randn_like(y1)
+    torch.testing.assert_close(torch.autograd.grad(y1, (x, w, b), up), torch.autograd.grad(y2, (x, w, b), up))
+
+
+def _r1_like(fn, x, w, b, ctx):
+    """gradient penalty through one layer: grad_x with create_graph, then d/d(w, b)."""
+    y = torch.tanh(fn(x, w, b))  # non-linear so the second derivative w.r.t. w is not trivial
+    with ctx:
+        (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    pen = gx.square().sum()
+    return pen, torch.autograd.grad(pen, (w, b), allow_unused=True)
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+def test_double_backward_matches_stock_and_skips_weight_grad(name):
+    ours, stock, transposed = CONVS[name]
+    x, w, b = _conv_case(transposed=transposed)
+    ref_pen, ref_grads = _r1_like(stock, x, w, b, torch.enable_grad())
+    for skip in (False, True):
+        mode = CountBackward()
+        with mode:
+            pen, grads = _r1_like(ours, x, w, b, no_weight_gradients(skip))
+        torch.testing.assert_close(pen, ref_pen)
+        torch.testing.assert_close(grads[0], ref_grads[0])
+        # The bias does not influence grad_x through a linear layer... but through tanh it does.
+        torch.testing.assert_close(grads[1], ref_grads[1])
+        first = mode.conv_masks[0]  # the first backward's call
+        assert first[0] is True
+        assert first[1] is (not skip) and first[2] is (not skip)
+
+
+def test_context_counts_in_a_deep_stack():
+    torch.manual_seed(0)
+    ws = [torch.randn(8, 3 if i == 0 else 8, 3, 3, requires_grad=True) for i in range(4)]
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+
+    def net(t):
+        for w in ws:
+            t = F.leaky_relu(conv2d(t, w, padding=1), 0.2)
+        return t.sum()
+
+    for skip, want in ((True, 0), (False, 4)):
+        mode = CountBackward()
+        with mode:
+            out = net(x)
+            with no_weight_gradients(skip):
+                (gx,) = torch.autograd.grad(out, x, create_graph=True)
+        assert len(mode.conv_masks) == 4
+        assert sum(m[1] for m in mode.conv_masks) == want
+        # the weight gradients of the penalty still arrive in the second backward
+        grads = torch.autograd.grad(gx.square().sum(), ws)
+        assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_linear_values_grads_and_double_backward():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 2, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b))
+    up = torch.randn(3, 2, 4, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(linear(x, w, b), (x, w, b), up),
+                               torch.autograd.grad(F.linear(x, w, b), (x, w, b), up))
+    ref_pen, ref_grads = _r1_like(F.linear, x, w, b, torch.enable_grad())
+    for skip in (False, True):
+        mode = CountBackward()
+        with mode:
+            pen, grads = _r1_like(linear, x, w, b, no_weight_gradients(skip))
+        torch.testing.assert_close(pen, ref_pen)
+        torch.testing.assert_close(grads, ref_grads)
+    # count matmuls of the first backward alone
+    counts = {}
+    for skip in (False, True):
+        y = torch.tanh(linear(x, w, b)).sum()
+        mode = CountBackward()
+        with mode, no_weight_gradients(skip):
+            torch.autograd.grad(y, x, create_graph=True)
+        counts[skip] = mode.mm
+    assert counts == {False: 2, True: 1}, counts
+
+
+def test_gradcheck_gradgradcheck():
+    _, w, b = _conv_case()
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda *a: conv2d(a[0], a[1], a[2], padding=1), (x, w, b))
+    assert gradgradcheck(lambda *a: conv2d(a[0], a[1], a[2], padding=1), (x, w, b))
+    xt = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    wt = torch.randn(4, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert gradgradcheck(lambda a, c: conv_transpose2d(a, c, stride=2), (xt, wt))
+    xl = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    wl = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    bl = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert gradgradcheck(linear, (xl, wl, bl))
+
+
+def test_context_nests_and_is_exception_safe():
+    assert not weight_gradients_disabled()
+    with no_weight_gradients():
+        with no_weight_gradients():
+            assert weight_gradients_disabled()
+        assert weight_gradients_disabled()
+    assert not weight_gradients_disabled()
+    with pytest.raises(RuntimeError):
+        with no_weight_gradients():
+            raise RuntimeError("boom")
+    assert not weight_gradients_disabled()
+    with no_weight_gradients(enabled=False):
+        assert not weight_gradients_disabled()
+
+
+def test_context_from_threads():
+    seen = []
+
+    def work():
+        for _ in range(200):
+            with no_weight_gradients():
+                seen.append(weight_gradients_disabled())
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not weight_gradients_disabled()
+    assert len(seen) == 800 and all(seen)
+
+
+def test_no_grad_path_uses_stock_op():
+    x, w, b = _conv_case()
+    with torch.no_grad():
+        y = conv2d(x, w, b, padding=1)
+    assert y.grad_fn is None
+    torch.testing.assert_close(y, F.conv2d(x, w, b, padding=1))
+
+
+def test_bf16_autocast():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    layer, fc = EqualConv2d(3, 4, 3, padding=1), EqualLinear(4 * 64, 2, activation="lrelu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fc(layer(x).flatten(1))
+        assert y.dtype == torch.bfloat16
+        with no_weight_gradients():
+            (gx,) = torch.autograd.grad(y.float().sum(), x, create_graph=True)
+    assert gx.dtype == torch.float32
+    gx.square().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32 and torch.isfinite(layer.weight.grad).all()
+    assert fc.weight.grad is not None and fc.bias.grad is not None
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="input must be 4-D"):
+        conv2d(torch.ones(3, 4, 5), torch.ones(2, 3, 1, 1))
+    with pytest.raises(ValueError, match="stride"):
+        conv2d(torch.ones(1, 3, 4, 5), torch.ones(2, 3, 1, 1), stride=(1, 2, 3))
+    with pytest.raises(ValueError, match="weight.shape"):
+        linear(torch.ones(2, 3), torch.ones(4, 5))
+    with pytest.raises(ValueError, match="bias"):
+        linear(torch.ones(2, 5), torch.ones(4, 5), torch.ones(3))
+
+
+# -- modules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lr_mul", [1.0, 0.01])
+def test_equal_conv2d_matches_stock_conv(lr_mul):
+    torch.manual_seed(0)
+    m = EqualConv2d(3, 5, 3, stride=2, padding=1, bias_init=0.5, lr_multiplier=lr_mul).double()
+    assert m.weight.std().item() == pytest.approx(1 / lr_mul, rel=0.3)
+    ref = torch.nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
+    with torch.no_grad():
+        ref.weight.copy_(m.weight * lr_mul / math.sqrt(27))
+        ref.bias.copy_(m.bias * lr_mul)
+    torch.testing.assert_close(ref.bias, torch.full((5,), 0.5, dtype=torch.float64))
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    torch.testing.assert_close(m(x), ref(x))
+    m(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    torch.testing.assert_close(m.weight.grad, ref.weight.grad * lr_mul / math.sqrt(27))
+    torch.testing.assert_close(m.bias.grad, ref.bias.grad * lr_mul)
+    assert set(m.state_dict()) == {"weight", "bias"}
+    assert EqualConv2d(3, 5, 1, bias=False).bias is None
+
+
+@pytest.mark.parametrize("activation", [None, "lrelu", "linear"])
+def test_equal_linear_matches_stock(activation):
+    torch.manual_seed(0)
+    m = EqualLinear(6, 4, bias_init=1.0, lr_multiplier=0.1, activation=activation).double()
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    w = m.weight * 0.1 / math.sqrt(6)
+    y = F.linear(x, w, m.bias * 0.1)
+    if activation == "lrelu":
+        y = F.leaky_relu(y, 0.2) * math.sqrt(2)
+    torch.testing.assert_close(m(x), y)
+    # the penalty path (double backward) through the module equals stock
+    (g1,) = torch.autograd.grad(m(x).tanh().sum(), x, create_graph=True)
+    (g2,) = torch.autograd.grad(y.tanh().sum(), x, create_graph=True)
+    torch.testing.assert_close(g1, g2)
+    a = torch.autograd.grad(g1.square().sum(), (m.weight, m.bias))
+    b = torch.autograd.grad(g2.square().sum(), (m.weight, m.bias))
+    torch.testing.assert_close(a, b)
+
+
+def test_module_errors():
+    with pytest.raises(ValueError, match="kernel_size"):
+        EqualConv2d(3, 4, 0)
+    with pytest.raises(ValueError, match="lr_multiplier"):
+        EqualLinear(3, 4, lr_multiplier=0)
+    with pytest.raises(ValueError, match="activation"):
+        EqualLinear(3, 4, activation="nope")
