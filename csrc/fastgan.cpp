@@ -14,4 +14,10 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "bias_act_grad(Tensor grad, Tensor ref, Tensor? b, int dim, str act, float alpha,"
       " float gain, float clamp, bool ref_is_y, int order, bool reduce) -> (Tensor, Tensor)");
+  // FIR resampling (StyleGAN2-ADA contract): insert up-1 zeros per pixel, pad (negative
+  // crops), convolve with f (1-D: separable x then y; flip: correlate) scaled by gain,
+  // keep every down-th pixel. f is float32 and is not differentiated.
+  m.def(
+      "upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0,"
+      " int padx1, int pady0, int pady1, bool flip, float gain) -> Tensor");
 }
