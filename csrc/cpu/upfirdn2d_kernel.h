@@ -222,7 +222,10 @@ struct Kernel {
     const int64_t rows_target = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, a.out_w * a.lanes));
     const int64_t block = std::min<int64_t>(a.out_h, std::max<int64_t>(8, rows_target));
     const int64_t nblocks = (a.out_h + block - 1) / block;
-    at::parallel_for(0, a.batch * nblocks, 1, [&](int64_t begin, int64_t end) {
+    // At least ~64K output values per thread: below that, waking threads costs more than
+    // it saves (and tiny calls, as in gradcheck, stay single-threaded).
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, block * a.out_w * a.lanes));
+    at::parallel_for(0, a.batch * nblocks, grain, [&](int64_t begin, int64_t end) {
       Scratch s;
       for (int64_t t = begin; t < end; ++t) {
         const int64_t b = t / nblocks;

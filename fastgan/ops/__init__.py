@@ -9,6 +9,15 @@ from .._backend import (
     use_reference,
 )
 from .bias_act import ACTIVATIONS, bias_act, bias_act_ref, fused_leaky_relu
+from .conv2d_resample import conv2d_resample
+from .upfirdn2d import (
+    downsample2d,
+    filter2d,
+    setup_filter,
+    upfirdn2d,
+    upfirdn2d_ref,
+    upsample2d,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -16,6 +25,13 @@ __all__ = [
     "backend_info",
     "bias_act",
     "bias_act_ref",
+    "conv2d_resample",
+    "downsample2d",
+    "filter2d",
+    "setup_filter",
+    "upfirdn2d",
+    "upfirdn2d_ref",
+    "upsample2d",
     "fused_leaky_relu",
     "get_backend",
     "set_backend",
