@@ -17,4 +17,10 @@ TORCH_LIBRARY(fastgan, m) {
   // Per-sample squared L2 norm: out[n] = sum(grads[n]^2), float32 (float64 for float64
   // input). The building block of the gradient penalties (fastgan/ops/grad_penalty.py).
   m.def("grad_sqnorm(Tensor grads) -> Tensor");
+  // FIR resampling (StyleGAN2-ADA contract): insert up-1 zeros per pixel, pad (negative
+  // crops), convolve with f (1-D: separable x then y; flip: correlate) scaled by gain,
+  // keep every down-th pixel. f is float32 and is not differentiated.
+  m.def(
+      "upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0,"
+      " int padx1, int pady0, int pady1, bool flip, float gain) -> Tensor");
 }

@@ -11,16 +11,28 @@ from .._backend import (
 from .bias_act import ACTIVATIONS, bias_act, bias_act_ref, fused_leaky_relu
 from .conv2d_gradfix import conv2d, conv_transpose2d, linear, no_weight_gradients, weight_gradients_disabled
 from .grad_penalty import grad_penalty, grad_penalty_ref, grad_sqnorm, grad_sqnorm_ref
+from .conv2d_resample import conv2d_resample
+from .upfirdn2d import (
+    downsample2d,
+    filter2d,
+    setup_filter,
+    upfirdn2d,
+    upfirdn2d_ref,
+    upsample2d,
+)
 
 __all__ = [
     "ACTIVATIONS",
-    "FastganFallbackWarning",
     "backend_info",
     "bias_act",
     "bias_act_ref",
-    "fused_leaky_relu",
     "conv2d",
+    "conv2d_resample",
     "conv_transpose2d",
+    "downsample2d",
+    "FastganFallbackWarning",
+    "filter2d",
+    "fused_leaky_relu",
     "get_backend",
     "grad_penalty",
     "grad_penalty_ref",
@@ -29,6 +41,10 @@ __all__ = [
     "linear",
     "no_weight_gradients",
     "set_backend",
+    "setup_filter",
+    "upfirdn2d",
+    "upfirdn2d_ref",
+    "upsample2d",
     "use_reference",
     "weight_gradients_disabled",
 ]

@@ -1,0 +1,62 @@
+// CPU implementation of fastgan::upfirdn2d: argument checks, layout and filter
+// preparation; the loops are in upfirdn2d_kernel.h.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include "../common/upfirdn2d_common.h"
+#include "cpu_memory.h"
+#include "upfirdn2d_cpu.h"
+
+namespace fastgan::cpu {
+
+bool avx2_kernels_active();  // bias_act.cpp: honours _set_cpu_kernels and the CPU
+
+namespace {
+
+at::Tensor upfirdn2d_cpu(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy,
+                         int64_t downx, int64_t downy, int64_t padx0, int64_t padx1,
+                         int64_t pady0, int64_t pady1, bool flip, double gain) {
+  const auto plan = fastgan::upfirdn2d_plan(x, f, upx, upy, downx, downy, padx0, padx1, pady0,
+                                            pady1);
+  at::Tensor y = at::empty({x.size(0), x.size(1), plan.out_h, plan.out_w},
+                           x.options().memory_format(plan.channels_last
+                                                         ? at::MemoryFormat::ChannelsLast
+                                                         : at::MemoryFormat::Contiguous));
+  if (y.numel() == 0) return y;
+  advise_huge_pages(y);
+  const at::Tensor xc =
+      x.contiguous(plan.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  UpfirdnArgs a;
+  a.dtype = x.scalar_type();
+  a.batch = plan.channels_last ? x.size(0) : x.size(0) * x.size(1);
+  a.lanes = plan.channels_last ? x.size(1) : 1;
+  a.in_h = x.size(2);
+  a.in_w = x.size(3);
+  a.out_h = plan.out_h;
+  a.out_w = plan.out_w;
+  a.upx = upx;
+  a.upy = upy;
+  a.downx = downx;
+  a.downy = downy;
+  a.padx0 = padx0;
+  a.pady0 = pady0;
+  a.separable = f.dim() == 1;
+  a.fw = plan.fw;
+  a.fh = plan.fh;
+  a.fx = fastgan::correlation_taps(f, flip, gain);
+  if (a.separable) a.fy = fastgan::correlation_taps(f, flip, 1.0);
+  a.x = xc.const_data_ptr();
+  a.y = y.mutable_data_ptr();
+  if (avx2_kernels_active()) {
+    kernels_avx2::upfirdn2d(a);
+  } else {
+    kernels_default::upfirdn2d(a);
+  }
+  return y;
+}
+
+}  // namespace
+}  // namespace fastgan::cpu
+
+TORCH_LIBRARY_IMPL(fastgan, CPU, m) { m.impl("upfirdn2d", &fastgan::cpu::upfirdn2d_cpu); }

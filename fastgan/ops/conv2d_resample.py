@@ -1,0 +1,145 @@
+r"""2-D convolution with optional FIR up/downsampling (the StyleGAN2-ADA contract).
+
+``conv2d_resample(x, w, f, up, down, padding)`` equals, up to rounding,
+
+    upfirdn2d(x, f, up=up, padding=p_up, gain=up**2)  ->  conv2d(., w)  ->  upfirdn2d(., f, down=down, padding=p_down)
+
+where the FIR padding keeps the image centred (``p_up`` / ``p_down`` as in
+:func:`fastgan.ops.upsample2d` / :func:`fastgan.ops.downsample2d`). It is computed the
+cheap way: upsampling runs the convolution as a stride-``up`` transposed convolution
+followed by the filter; downsampling filters, then runs a stride-``down`` convolution;
+1x1 convolutions run at the low resolution. The convolutions are ATen's (oneDNN / cuDNN);
+the FIR filtering is :func:`fastgan.ops.upfirdn2d`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .upfirdn2d import _filter_size, _parse_padding, upfirdn2d
+
+__all__ = ["conv2d_resample"]
+
+
+def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
+    # conv2d correlates (flip_weight=True); a true convolution flips the kernel.
+    if not flip_weight:
+        w = w.flip([2, 3])
+    if transpose:
+        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: Optional[torch.Tensor] = None,
+    up: int = 1,
+    down: int = 1,
+    padding=0,
+    groups: int = 1,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """Convolution of ``x`` ``[N, C_in, H, W]`` with ``w`` ``[C_out, C_in / groups, kh, kw]``
+    with FIR upsampling by ``up`` before it and/or downsampling by ``down`` after it.
+
+    Args:
+        f: float32 FIR filter (1-D separable or 2-D, from :func:`setup_filter`), or None
+            (a box of one tap: plain zero insertion / decimation).
+        up, down: integer factors >= 1.
+        padding: int, ``[x, y]`` or ``[x0, x1, y0, y1]``, in the convolution's own terms.
+        groups: as in ``torch.nn.functional.conv2d``.
+        flip_weight: True: correlation with ``w`` (as conv2d); False: true convolution.
+        flip_filter: passed to upfirdn2d (False: true convolution with ``f``).
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError("conv2d_resample: x must be a 4-D tensor [N, C, H, W]")
+    if not isinstance(w, torch.Tensor) or w.ndim != 4:
+        raise ValueError("conv2d_resample: w must be a 4-D tensor [C_out, C_in/groups, kh, kw]")
+    if w.dtype != x.dtype:
+        raise TypeError(f"conv2d_resample: w has dtype {w.dtype} but x has dtype {x.dtype}")
+    if f is not None and (
+        not isinstance(f, torch.Tensor) or f.ndim not in (1, 2) or f.dtype != torch.float32
+    ):
+        raise ValueError("conv2d_resample: f must be None or a 1-D/2-D float32 tensor")
+    for name, v in (("up", up), ("down", down), ("groups", groups)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"conv2d_resample: {name} must be an int >= 1, got {v!r}")
+    out_channels, in_per_group, kh, kw = (int(s) for s in w.shape)
+    fw, fh = _filter_size(f)
+    px0, px1, py0, py1 = _parse_padding(padding)
+
+    # The FIR filter's own padding, which keeps the image centred.
+    if up > 1:
+        px0 += (fw + up - 1) // 2
+        px1 += (fw - up) // 2
+        py0 += (fh + up - 1) // 2
+        py1 += (fh - up) // 2
+    if down > 1:
+        px0 += (fw - down + 1) // 2
+        px1 += (fw - down) // 2
+        py0 += (fh - down + 1) // 2
+        py1 += (fh - down) // 2
+
+    # 1x1 convolution, downsampling only: downsample first (fewer pixels to convolve).
+    if kw == 1 and kh == 1 and down > 1 and up == 1:
+        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+
+    # 1x1 convolution, upsampling only: convolve first, then upsample.
+    if kw == 1 and kh == 1 and up > 1 and down == 1:
+        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return upfirdn2d(
+            x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter
+        )
+
+    # Downsampling only: filter, then a strided convolution.
+    if down > 1 and up == 1:
+        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+
+    # Upsampling (optionally followed by downsampling): a strided transposed convolution
+    # does the zero insertion and the convolution at once, then the filter.
+    if up > 1:
+        if groups == 1:
+            w = w.transpose(0, 1)
+        else:
+            w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw)
+            w = w.transpose(1, 2)
+            w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)
+        px0 -= kw - 1
+        px1 -= kw - up
+        py0 -= kh - 1
+        py1 -= kh - up
+        # Padding the transposed convolution can absorb (it crops its output).
+        pxt = max(min(-px0, -px1), 0)
+        pyt = max(min(-py0, -py1), 0)
+        x = _conv(
+            x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True,
+            flip_weight=not flip_weight,
+        )
+        x = upfirdn2d(
+            x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2,
+            flip_filter=flip_filter,
+        )
+        if down > 1:
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+        return x
+
+    # No resampling, symmetric non-negative padding: a plain convolution.
+    if up == 1 and down == 1 and px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+
+    # Everything else: pad with upfirdn2d, convolve, decimate.
+    x = upfirdn2d(
+        x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2,
+        flip_filter=flip_filter,
+    )
+    x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+    if down > 1:
+        x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+    return x

@@ -1,0 +1,319 @@
+r"""FIR resampling of 2-D images: upsample, pad, filter, downsample in one pass.
+
+The StyleGAN2-ADA ``upfirdn2d`` contract. For ``x`` of shape ``[N, C, H, W]``:
+
+1. upsample by inserting ``up - 1`` zeros after each pixel (``up = [upx, upy]``);
+2. pad with zeros by ``padding = [padx0, padx1, pady0, pady1]`` (negative values crop);
+3. convolve with the FIR filter ``f`` (a true convolution when ``flip_filter=False``, a
+   correlation when True), scaled by ``gain`` over the whole filter: a 2-D filter by
+   ``gain``, a 1-D (separable) filter by ``sqrt(gain)`` on each of its two passes;
+4. keep every ``down``-th pixel.
+
+The output is ``[N, C, (H*upy + pady0 + pady1 - fh) // downy + 1, (W*upx + ...) // downx + 1]``.
+A 1-D filter of ``fw`` taps is separable: it runs along x, then along y.
+
+Gradients
+---------
+upfirdn2d is linear in ``x``; its gradient is upfirdn2d of the output gradient with the
+filter flipped, ``up`` and ``down`` swapped and the padding adjusted, so backward calls
+the op itself and gradients of every order come for free. The filter is treated as a
+constant: asking for its gradient raises an error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .. import _backend
+
+__all__ = [
+    "upfirdn2d",
+    "upfirdn2d_ref",
+    "setup_filter",
+    "upsample2d",
+    "downsample2d",
+    "filter2d",
+]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+IntOrPair = Union[int, Sequence[int]]
+
+
+def _parse_scaling(value, name: str) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"upfirdn2d: {name} must be an int or [x, y], got {value!r}")
+    if isinstance(value, int):
+        sx = sy = value
+    else:
+        try:
+            sx, sy = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise TypeError(f"upfirdn2d: {name} must be an int or [x, y], got {value!r}") from None
+    if sx < 1 or sy < 1:
+        raise ValueError(f"upfirdn2d: {name} must be >= 1, got {value!r}")
+    return sx, sy
+
+
+def _parse_padding(padding) -> tuple[int, int, int, int]:
+    if isinstance(padding, bool):
+        raise TypeError(f"upfirdn2d: padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding!r}")
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    try:
+        p = [int(v) for v in padding]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"upfirdn2d: padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding!r}"
+        ) from None
+    if len(p) == 2:
+        return p[0], p[0], p[1], p[1]
+    if len(p) == 4:
+        return p[0], p[1], p[2], p[3]
+    raise ValueError(f"upfirdn2d: padding must have 1, 2 or 4 values, got {padding!r}")
+
+
+def _filter_size(f: Optional[torch.Tensor]) -> tuple[int, int]:
+    """(fw, fh) of a filter in the contract's convention (None: 1x1)."""
+    if f is None:
+        return 1, 1
+    if not isinstance(f, torch.Tensor) or f.ndim not in (1, 2):
+        raise ValueError("upfirdn2d: f must be a 1-D or 2-D tensor or None")
+    fw = f.shape[-1]
+    fh = f.shape[0]
+    return int(fw), int(fh)
+
+
+def setup_filter(
+    f,
+    device: Union[torch.device, str] = "cpu",
+    normalize: bool = True,
+    flip_filter: bool = False,
+    gain: float = 1,
+    separable: Optional[bool] = None,
+) -> torch.Tensor:
+    """A float32 filter tensor for :func:`upfirdn2d` from a list/array/tensor.
+
+    ``None`` means ``[1]``. A 1-D filter stays separable when ``separable`` is True, or when
+    it is None and the filter has 8 taps or more; otherwise it becomes its outer product.
+    ``normalize`` divides by the sum; ``flip_filter`` flips it; ``gain`` scales the whole
+    filter (each of the two axes of a separable filter by ``sqrt(gain)``).
+    """
+    if f is None:
+        f = 1
+    f = torch.as_tensor(f, dtype=torch.float32)
+    if f.ndim not in (0, 1, 2):
+        raise ValueError(f"setup_filter: f must be a scalar, 1-D or 2-D, got {f.ndim}-D")
+    if f.numel() == 0:
+        raise ValueError("setup_filter: f must not be empty")
+    if f.ndim == 0:
+        f = f[None]
+    if separable is None:
+        separable = f.ndim == 1 and f.numel() >= 8
+    if f.ndim == 1 and not separable:
+        f = torch.outer(f, f)
+    if f.ndim != (1 if separable else 2):
+        raise ValueError("setup_filter: a 2-D filter cannot be made separable")
+    if normalize:
+        f = f / f.sum()
+    if flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    f = f * (gain ** (f.ndim / 2))
+    return f.to(device=device)
+
+
+def _check(x, f, up, down, padding, gain):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"upfirdn2d: x must be a tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"upfirdn2d: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"upfirdn2d: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    if not isinstance(f, torch.Tensor):
+        raise TypeError(f"upfirdn2d: f must be a tensor or None, got {type(f).__name__}")
+    if f.ndim not in (1, 2):
+        raise ValueError(f"upfirdn2d: f must be 1-D (separable) or 2-D, got shape {tuple(f.shape)}")
+    if f.dtype != torch.float32:
+        raise TypeError(f"upfirdn2d: f must be float32 (see setup_filter), got {f.dtype}")
+    if f.numel() == 0:
+        raise ValueError("upfirdn2d: f must not be empty")
+    if f.device != x.device:
+        raise ValueError(f"upfirdn2d: f is on {f.device} but x is on {x.device}")
+    upx, upy = _parse_scaling(up, "up")
+    downx, downy = _parse_scaling(down, "down")
+    px0, px1, py0, py1 = _parse_padding(padding)
+    gain = float(gain)
+    if not math.isfinite(gain):
+        raise ValueError(f"upfirdn2d: gain must be finite, got {gain}")
+    fw, fh = _filter_size(f)
+    _, _, h, w = x.shape
+    if w * upx + px0 + px1 < fw or h * upy + py0 + py1 < fh:
+        raise ValueError(
+            f"upfirdn2d: padding {[px0, px1, py0, py1]} crops everything: the padded image "
+            f"{w * upx + px0 + px1}x{h * upy + py0 + py1} (w x h) is smaller than the "
+            f"{fw}x{fh} filter"
+        )
+    return f, (upx, upy, downx, downy, px0, px1, py0, py1, gain)
+
+
+def _ref(x, f, flip, upx, upy, downx, downy, px0, px1, py0, py1, gain):
+    n, c, h, w = x.shape
+    # Upsample by inserting zeros.
+    x = x.reshape(n, c, h, 1, w, 1)
+    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+    x = x.reshape(n, c, h * upy, w * upx)
+    # Pad, then crop (negative padding).
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    # conv2d correlates: flip for a true convolution.
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if not flip:
+        f = f.flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
+    else:
+        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, -1), groups=c)
+        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, -1, 1), groups=c)
+    return x[:, :, ::downy, ::downx]
+
+
+def upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
+    """The pure-PyTorch reference of :func:`upfirdn2d` (zero insertion, pad, conv2d)."""
+    f, a = _check(x, f, up, down, padding, gain)
+    return _ref(x, f, bool(flip_filter), *a)
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: IntOrPair = 1,
+    down: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+) -> torch.Tensor:
+    """Upsample, pad, FIR-filter and downsample a batch of 2-D images (see module doc).
+
+    Args:
+        x: ``[N, C, H, W]``, float32/float64/float16/bfloat16, contiguous or channels_last.
+        f: float32 filter, 1-D (separable) or 2-D ``[fh, fw]``, or None (identity);
+            usually from :func:`setup_filter`. Treated as a constant (no gradient).
+        up: integer upsampling factor, int or ``[x, y]``.
+        down: integer downsampling factor, int or ``[x, y]``.
+        padding: int, ``[x, y]`` or ``[x0, x1, y0, y1]``; negative values crop.
+        flip_filter: False: convolution; True: correlation.
+        gain: overall scale of the filter.
+    """
+    f, a = _check(x, f, up, down, padding, gain)
+    if f.requires_grad and torch.is_grad_enabled():
+        raise NotImplementedError(
+            "upfirdn2d: gradients w.r.t. the filter f are not supported; pass f.detach()"
+        )
+    if _backend.use_kernel(x):
+        return torch.ops.fastgan.upfirdn2d(x, f.detach(), *a[:8], bool(flip_filter), a[8])
+    return _ref(x, f, bool(flip_filter), *a)
+
+
+def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1):
+    """Upsample by ``up`` with filter ``f``; the output is ``up`` times the input's size
+    (plus ``padding``). The filter is scaled by ``upx * upy`` to keep the mean."""
+    upx, upy = _parse_scaling(up, "up")
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _filter_size(f)
+    p = [
+        px0 + (fw + upx - 1) // 2,
+        px1 + (fw - upx) // 2,
+        py0 + (fh + upy - 1) // 2,
+        py1 + (fh - upy) // 2,
+    ]
+    return upfirdn2d(x, f, up=[upx, upy], padding=p, flip_filter=flip_filter, gain=gain * upx * upy)
+
+
+def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1):
+    """Filter with ``f`` and downsample by ``down``; the output is the input's size divided
+    by ``down`` (plus ``padding``)."""
+    downx, downy = _parse_scaling(down, "down")
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _filter_size(f)
+    p = [
+        px0 + (fw - downx + 1) // 2,
+        px1 + (fw - downx) // 2,
+        py0 + (fh - downy + 1) // 2,
+        py1 + (fh - downy) // 2,
+    ]
+    return upfirdn2d(x, f, down=[downx, downy], padding=p, flip_filter=flip_filter, gain=gain)
+
+
+def filter2d(x, f, padding=0, flip_filter=False, gain=1):
+    """Filter with ``f``, keeping the size (plus ``padding``)."""
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _filter_size(f)
+    p = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain)
+
+
+# --------------------------------------------------------------------------------------
+# Fake kernel and autograd (only when the extension is loaded).
+# --------------------------------------------------------------------------------------
+
+
+def _out_size(n_in, up, down, p0, p1, taps):
+    return (n_in * up + p0 + p1 - taps) // down + 1
+
+
+def _upfirdn2d_fake(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain):
+    fw, fh = int(f.shape[-1]), int(f.shape[0])
+    n, c, h, w = x.shape
+    oh = _out_size(h, upy, downy, py0, py1, fh)
+    ow = _out_size(w, upx, downx, px0, px1, fw)
+    fmt = (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        else torch.contiguous_format
+    )
+    return x.new_empty((n, c, oh, ow)).contiguous(memory_format=fmt)
+
+
+def _setup_context(ctx, inputs, output):
+    x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain = inputs
+    ctx.args = (upx, upy, downx, downy, px0, px1, py0, py1, flip, gain)
+    ctx.in_hw = (x.shape[2], x.shape[3])
+    ctx.save_for_backward(f)
+
+
+def _backward(ctx, dy):
+    upx, upy, downx, downy, px0, px1, py0, py1, flip, gain = ctx.args
+    (f,) = ctx.saved_tensors
+    if ctx.needs_input_grad[1]:
+        raise NotImplementedError("upfirdn2d: gradients w.r.t. the filter f are not supported")
+    dx = None
+    if ctx.needs_input_grad[0]:
+        ih, iw = ctx.in_hw
+        oh, ow = dy.shape[2], dy.shape[3]
+        fw, fh = int(f.shape[-1]), int(f.shape[0])
+        # The adjoint: upsample by down, correlate <-> convolve, keep every up-th pixel;
+        # the padding maps the output grid back onto the input grid.
+        p = [
+            fw - px0 - 1,
+            iw * upx - ow * downx + px0 - upx + 1,
+            fh - py0 - 1,
+            ih * upy - oh * downy + py0 - upy + 1,
+        ]
+        dx = torch.ops.fastgan.upfirdn2d(dy, f, downx, downy, upx, upy, *p, not flip, gain)
+    return (dx,) + (None,) * 11
+
+
+def _register() -> None:
+    torch.library.register_fake("fastgan::upfirdn2d")(_upfirdn2d_fake)
+    torch.library.register_autograd(
+        "fastgan::upfirdn2d", _backward, setup_context=_setup_context
+    )
+
+
+if _backend.extension() is not None:
+    _register()
