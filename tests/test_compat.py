@@ -119,3 +119,35 @@ def test_rosinality_fused_leaky_relu():
         m.bias.copy_(b)
     torch.testing.assert_close(m(x), ref)
     assert list(m.state_dict()) == ["bias"]
+
+
+@pytest.mark.parametrize("compat", ["stylegan2_ada", "rosinality"])
+def test_conv2d_gradfix_matches_stock_and_skips_weight_grads(compat):
+    import fastgan.compat.rosinality as op
+    from fastgan.compat.stylegan2_ada import conv2d_gradfix as sg
+
+    gradfix = sg if compat == "stylegan2_ada" else op.conv2d_gradfix
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    wt = torch.randn(3, 4, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = gradfix.conv2d(x, w, b, padding=1)
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w, b, padding=1))
+    yt = gradfix.conv_transpose2d(x, wt, stride=2, padding=1, output_padding=1)
+    torch.testing.assert_close(yt, torch.nn.functional.conv_transpose2d(x, wt, stride=2, padding=1, output_padding=1))
+    # R1-style: input gradient under the context, then its gradient reaches the weight.
+    with gradfix.no_weight_gradients():
+        (gx,) = torch.autograd.grad(gradfix.conv2d(x, w, b, padding=1).square().sum(), x, create_graph=True)
+    (gw,) = torch.autograd.grad(gx.square().sum(), w)
+    (gx_ref,) = torch.autograd.grad(torch.nn.functional.conv2d(x, w, b, padding=1).square().sum(), x, create_graph=True)
+    (gw_ref,) = torch.autograd.grad(gx_ref.square().sum(), w)
+    torch.testing.assert_close(gx, gx_ref)
+    torch.testing.assert_close(gw, gw_ref)
+    from fastgan.ops import weight_gradients_disabled
+
+    with gradfix.no_weight_gradients(False):
+        assert not weight_gradients_disabled()
+    with gradfix.no_weight_gradients():
+        assert weight_gradients_disabled()
+    assert gradfix.enabled is True

@@ -8,10 +8,11 @@ from collections import abc
 import torch
 
 from ..nn.bias_act import FusedLeakyReLU
+from .stylegan2_ada import conv2d_gradfix  # the same module in both code bases
 from ..ops.bias_act import fused_leaky_relu
 from ..ops.upfirdn2d import upfirdn2d as _upfirdn2d
 
-__all__ = ["FusedLeakyReLU", "fused_leaky_relu", "upfirdn2d"]
+__all__ = ["FusedLeakyReLU", "conv2d_gradfix", "fused_leaky_relu", "upfirdn2d"]
 
 
 def _pair(v):

@@ -4,6 +4,6 @@
 signatures (``impl='ref'`` selects fastgan's pure-PyTorch reference, any other value the
 compiled kernels where available)."""
 
-from . import bias_act, conv2d_resample, upfirdn2d
+from . import bias_act, conv2d_gradfix, conv2d_resample, upfirdn2d
 
-__all__ = ["bias_act", "conv2d_resample", "upfirdn2d"]
+__all__ = ["bias_act", "conv2d_gradfix", "conv2d_resample", "upfirdn2d"]
