@@ -164,3 +164,122 @@ register(
         min_bytes=_elementwise_bytes,
     )
 )
+
+
+# --- upfirdn2d ------------------------------------------------------------------------
+
+_FIR = (1.0, 3.0, 3.0, 1.0)
+
+
+def _has_op(name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        import fastgan.ops
+
+        return hasattr(fastgan.ops, name)
+
+    return check
+
+
+def _image_inputs(full, quick, tiny):
+    def make(device, dtype, layout, size, gen):
+        shape = {"full": full, "quick": quick, "tiny": tiny}[size]
+        x = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+        return (_to_layout(x, layout),)
+
+    return make
+
+
+def _stock_fir(x, taps, up, down, pad):
+    """What a user writes without fastgan: zero insertion by strided assignment, pad,
+    depthwise conv2d with the flipped (true convolution) filter."""
+    n, c, h, w = x.shape
+    if up > 1:
+        fmt = torch.channels_last if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        z = torch.zeros((n, c, h * up, w * up), device=x.device, dtype=x.dtype).contiguous(memory_format=fmt)
+        z[:, :, ::up, ::up] = x
+        x = z
+    x = F.pad(x, pad)
+    f = torch.tensor(taps, device=x.device, dtype=x.dtype)
+    f = torch.outer(f, f)
+    f = (f / f.sum() * (up * up)).flip([0, 1])
+    f = f.view(1, 1, *f.shape).repeat(c, 1, 1, 1)
+    return F.conv2d(x, f, stride=down, groups=c)
+
+
+def _upfirdn_fastgan(up, down, pad):
+    def run(x):
+        from fastgan.ops import setup_filter, upfirdn2d
+
+        return upfirdn2d(x, setup_filter(list(_FIR), device=x.device), up=up, down=down, padding=pad, gain=up * up)
+
+    return run
+
+
+def _upfirdn_stock(up, down, pad):
+    def run(x):
+        return _stock_fir(x, _FIR, up, down, pad)
+
+    return run
+
+
+for _name, _up, _down, _pad, _desc in (
+    ("upfirdn2d_up2", 2, 1, [2, 1, 2, 1], "upsample2d: up=2, separable [1,3,3,1], NCHW"),
+    ("upfirdn2d_down2", 1, 2, [1, 1, 1, 1], "downsample2d: down=2, separable [1,3,3,1], NCHW"),
+):
+    register(
+        Case(
+            name=_name,
+            group="op",
+            description=_desc,
+            make_inputs=_image_inputs(
+                (8, 128, 64, 64) if _up > 1 else (8, 128, 128, 128), (4, 32, 32, 32), (2, 3, 6, 7 if _up > 1 else 8)
+            ),
+            impls={
+                "fastgan": _upfirdn_fastgan(_up, _down, _pad),
+                "reference": _with_reference(_upfirdn_fastgan(_up, _down, _pad)),
+                "eager": _upfirdn_stock(_up, _down, _pad),
+                "compile": _compiled(_upfirdn_stock(_up, _down, _pad)),
+            },
+            memory_bound=True,
+            min_bytes=_elementwise_bytes,
+            available=_has_op("upfirdn2d"),
+        )
+    )
+
+
+# --- gradient penalty -----------------------------------------------------------------
+
+
+def _grads_inputs(device, dtype, layout, size, gen):
+    shape = {"full": (64, 3, 64, 64), "quick": (16, 3, 64, 64), "tiny": (3, 2, 5, 4)}[size]
+    g = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    return (_to_layout(g, layout),)
+
+
+def _penalty_fastgan(g):
+    from fastgan.ops import grad_penalty
+
+    return grad_penalty(g, center=1.0)
+
+
+def _penalty_stock(g):
+    return (g.flatten(1).float().norm(dim=1) - 1.0).square().mean().to(g.dtype)
+
+
+register(
+    Case(
+        name="grad_penalty",
+        group="op",
+        description="WGAN-GP term mean((||g_i|| - 1)^2) over per-sample gradients",
+        make_inputs=_grads_inputs,
+        impls={
+            "fastgan": _penalty_fastgan,
+            "reference": _with_reference(_penalty_fastgan),
+            "eager": _penalty_stock,
+            "compile": _compiled(_penalty_stock),
+        },
+        memory_bound=True,
+        min_bytes=lambda inputs, out: inputs[0].numel() * inputs[0].element_size(),
+        available=_has_op("grad_penalty"),
+    )
+)
