@@ -243,7 +243,9 @@ class Trainer:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
         for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
-            ax.plot(steps, [rows[s][key] for s in steps], label=label, linewidth=1)
+            pts = [(s, rows[s][key]) for s in steps if key in rows[s]]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, linewidth=1)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_title(f"{self.cfg.model} ({self.cfg.loss} loss)")
