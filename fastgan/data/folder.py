@@ -51,7 +51,7 @@ def load_image(data: Union[bytes, Path], mode: str, resolution: int) -> np.ndarr
     im = im.crop((left, top, left + s, top + s))
     if s != resolution:
         im = im.resize((resolution, resolution), Image.BICUBIC if s < resolution else Image.LANCZOS)
-    a = np.asarray(im, dtype=np.uint8)
+    a = np.array(im, dtype=np.uint8)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy()
 
 

@@ -83,6 +83,22 @@ def broadcast_module(module: torch.nn.Module, info: DistInfo, buffers_only: bool
             dist.broadcast(t.data if hasattr(t, "data") else t, 0)
 
 
+def average_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Running statistics (batch norm) averaged across ranks, so every rank holds the same model."""
+    if not info.enabled:
+        return
+    bufs = [b for b in module.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.reshape(-1) for b in bufs])
+    dist.all_reduce(flat)
+    flat.div_(info.world)
+    i = 0
+    for b in bufs:
+        b.copy_(flat[i:i + b.numel()].view_as(b))
+        i += b.numel()
+
+
 def any_flag(flag: bool, info: DistInfo) -> bool:
     if not info.enabled:
         return flag

@@ -20,7 +20,7 @@ from ..data.stream import BatchStream, DataSource, open_source, to_device
 from ..models import build_models
 from . import checkpoint as ck
 from .config import RESUME_FREE_KEYS, TrainConfig
-from .dist import DistInfo, any_flag, average_gradients, broadcast_module, gather_objects, init_distributed
+from .dist import DistInfo, any_flag, average_buffers, average_gradients, broadcast_module, gather_objects, init_distributed
 from .images import make_grid, save_grid
 
 
@@ -323,6 +323,9 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self._opt_step(self.G, self.opt_g, self.scaler_g)
+        with torch.no_grad():
+            average_buffers(self.G, self.info)
+            average_buffers(self.D, self.info)
         beta = cfg.ema_beta
         if cfg.ema_warmup:
             beta = min(beta, (1.0 + self.step) / (10.0 + self.step))
