@@ -102,3 +102,56 @@ def test_every_preset_builds():
     for name in PRESETS:
         cfg = make_config(name)
         assert cfg.model
+
+
+def test_stylegan2_and_progan_layer_kits_agree():
+    from fastgan.models.progan import ProGANDiscriminator, ProGANGenerator
+    from fastgan.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+    for Gc, Dc, gkw, dkw in ((StyleGAN2Generator, StyleGAN2Discriminator, dict(z_dim=16, resolution=16, img_channels=3, base_ch=256, max_ch=16),
+                              dict(resolution=16, img_channels=3, base_ch=256, max_ch=16)),
+                             (ProGANGenerator, ProGANDiscriminator, dict(z_dim=16, resolution=16, img_channels=3, base_ch=16, max_ch=16),
+                              dict(resolution=16, img_channels=3, base_ch=16, max_ch=16))):
+        nets = {}
+        for layers in ("fastgan", "stock"):
+            torch.manual_seed(0)
+            nets[layers] = (Gc(layers=layers, **gkw).eval(), Dc(layers=layers, **dkw))
+        (Gf, Df), (Gs, Ds) = nets["fastgan"], nets["stock"]
+        assert list(Gf.state_dict()) == list(Gs.state_dict()) and list(Df.state_dict()) == list(Ds.state_dict())
+        z = torch.randn(4, 16)
+        torch.manual_seed(1)
+        xf = Gf(z)
+        torch.manual_seed(1)
+        xs = Gs(z)
+        assert xf.shape == (4, 3, 16, 16)
+        torch.testing.assert_close(xf, xs, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(Df(xf), Ds(xf), atol=1e-4, rtol=1e-4)
+        # second-order gradients (R1) flow through both builds
+        x = xf.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(Df(x).sum(), x, create_graph=True)
+        g.square().sum().backward()
+        first = Df.from_rgb if isinstance(Df.from_rgb, torch.nn.Module) and hasattr(Df.from_rgb, "weight") else Df.from_rgb[-1]
+        assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+
+
+def test_progan_schedule_and_stylegan2_truncation():
+    from fastgan.models.progan import ProGANGenerator, _schedule
+    from fastgan.models.stylegan2 import StyleGAN2Generator
+
+    assert _schedule(0.5, 1.0, 4) == (0, 1.0)
+    assert _schedule(1.25, 1.0, 4) == (1, 0.25)
+    assert _schedule(2.5, 1.0, 4) == (1, 1.0)
+    assert _schedule(100.0, 1.0, 4) == (3, 1.0)
+    G = ProGANGenerator(8, 16, 1, 16, 16)
+    G.set_progress(0.0, 1.0)
+    x = G(torch.randn(2, 8))
+    assert x.shape == (2, 1, 16, 16) and torch.equal(x[:, :, ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3), x)
+    S = StyleGAN2Generator(8, 16, 1, 128, 8).eval()
+    z = torch.randn(2, 8)
+    torch.manual_seed(0)
+    a = S(z, truncation=0.0)
+    torch.manual_seed(0)
+    b = S(torch.randn(2, 8), truncation=0.0)
+    torch.testing.assert_close(a, b)  # psi = 0: every z maps to w_avg
+    with pytest.raises(ValueError, match="resolution"):
+        StyleGAN2Generator(resolution=48)

@@ -25,9 +25,10 @@ def _weights(state):
     return {k: v.clone() for k, v in state.items()}
 
 
-@pytest.mark.parametrize("preset", ["fmnist-dcgan", "fmnist-cgan", "fmnist-wgan", "fmnist-wgan-gp"])
+@pytest.mark.parametrize("preset", ["fmnist-dcgan", "fmnist-cgan", "fmnist-wgan", "fmnist-wgan-gp", "progan", "stylegan2-256"])
 def test_presets_train_a_few_steps(preset, data, tmp_path):
-    cfg = tiny_config(preset, data, tmp_path / "run", steps=3, n_critic=2 if "wgan" in preset else 1)
+    extra = {"r1_every": 2} if preset == "stylegan2-256" else {}
+    cfg = tiny_config(preset, data, tmp_path / "run", steps=3, n_critic=2 if "wgan" in preset else 1, **extra)
     t = Trainer(cfg)
     before = _weights(t.G.state_dict()), _weights(t.D.state_dict())
     res = t.run()
@@ -42,7 +43,11 @@ def test_presets_train_a_few_steps(preset, data, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3]
     if preset == "fmnist-wgan":  # weight clipping holds
         assert all(p.abs().max() <= 0.01 + 1e-7 for p in t.D.parameters())
-    if preset == "fmnist-wgan-gp":
+    if preset == "progan":  # 0.024 kimg seen with phase_kimg 0.01: stage 1, fading in
+        assert (t.G.stage, t.D.stage) == (1, 1) and 0 < t.G.alpha < 1
+    if preset == "stylegan2-256":
+        assert "r1" in rows[0] and "r1" not in rows[1] and t.G.mapping.w_avg.abs().sum() > 0
+    if preset in ("fmnist-wgan-gp", "progan"):
         assert "gp" in rows[0]
     if preset == "fmnist-cgan":
         assert t.G.embed is not None and t.D.embed is not None

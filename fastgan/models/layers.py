@@ -220,3 +220,30 @@ class EqualConv2d(nn.Module, _ActMixin):
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, k={self.k}, down={self.down}" + self._act_repr()
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Normalizes each feature vector (dim 1) to unit average square (ProGAN)."""
+    return x * torch.rsqrt(x.float().square().mean(dim=1, keepdim=True).to(x.dtype) + eps)
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Appends one channel: the mean over features of the std over groups of samples."""
+    n, c, h, w = x.shape
+    g = min(group, n)
+    if n % g:
+        g = 1 if n % 2 else 2
+    y = x.float().reshape(g, n // g, c, h, w)
+    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean((1, 2, 3))  # (n // g,)
+    y = y.reshape(n // g, 1, 1, 1).repeat(g, 1, h, w).to(x.dtype)
+    return torch.cat([x, y], dim=1)
+
+
+def upsample2x_fir(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """2x up-sampling: zero insertion, then the FIR filter (gain 4 keeps the mean)."""
+    n, c, h, w = x.shape
+    y = x.new_zeros(n, c, h, 2, w, 2)
+    y[:, :, :, 0, :, 0] = x
+    y = y.reshape(n, c, 2 * h, 2 * w)
+    p = kernel.shape[0] - 2
+    return blur(y, kernel, ((p + 1) // 2 + 1, p // 2), gain=4.0)

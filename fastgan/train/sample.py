@@ -29,7 +29,8 @@ def load_generator(path, weights: str = "ema", device="cpu") -> tuple[torch.nn.M
     except RuntimeError as e:
         raise ck.CheckpointError(f"{p}: generator weights do not fit ({str(e).splitlines()[0]})") from e
     if hasattr(G, "set_progress"):
-        G.set_progress(float("inf"), cfg.phase_kimg)
+        kimg = int(state["step"]) * cfg.batch_size * int(state.get("world_size", 1)) / 1000.0
+        G.set_progress(kimg, cfg.phase_kimg)  # the stage the run had reached
     return G.to(device).eval(), cfg, nc
 
 
