@@ -1,0 +1,197 @@
+"""The ``fastgan`` command: train, sample, prepare, info, eval, bench."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def _bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _optional_float(s: str) -> Optional[float]:
+    if s.strip().lower() in ("none", ""):
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {s!r}") from None
+
+
+_HELP = {
+    "model": "dcgan, cgan, wgan, wgan-gp, progan, stylegan2",
+    "layers": "fastgan (fused kernels) or stock (plain PyTorch); same parameters",
+    "data": "dataset: IDX folder, image folder, .zip or packed .npy (default: Fashion-MNIST)",
+    "precision": "fp32, bf16 (autocast) or fp16 (autocast + GradScaler + activation clamping)",
+    "num_classes": "conditional models: number of classes (-1: from the dataset)",
+    "steps": "generator steps (iterations)",
+    "n_critic": "D steps per G step",
+    "loss": "nonsaturating, minimax, hinge, wasserstein, lsgan",
+    "r1_every": "lazy regularization: R1 every k steps, weighted by k",
+    "weight_clip": "WGAN: clamp D's weights to [-c, c] (0: off)",
+    "ema_beta": "EMA decay of G's weights for G_ema",
+    "phase_kimg": "progan: thousands of images per fade-in and per stable phase",
+}
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    from .train.config import config_fields
+
+    g = p.add_argument_group("training options (override the preset and --config)")
+    for name, f in config_fields().items():
+        flag = "--" + name.replace("_", "-")
+        default = f.default
+        kw = dict(dest=name, default=None, help=_HELP.get(name, ""))
+        if isinstance(default, bool):
+            g.add_argument(flag, type=_bool, metavar="BOOL", nargs="?", const=True, **kw)
+        elif name in ("act_clamp",):
+            g.add_argument(flag, type=_optional_float, metavar="X", **kw)
+        elif isinstance(default, int):
+            g.add_argument(flag, type=int, metavar="N", **kw)
+        elif isinstance(default, float):
+            g.add_argument(flag, type=float, metavar="X", **kw)
+        else:
+            g.add_argument(flag, type=str, metavar="VALUE", **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train.config import DEFAULT_PRESET, PRESETS
+
+    parser = argparse.ArgumentParser(prog="fastgan", description="fastgan: fused GAN kernels, models and training")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a GAN (presets: " + ", ".join(PRESETS) + ")")
+    t.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help=f"default: {DEFAULT_PRESET}")
+    t.add_argument("--config", metavar="FILE", help="YAML or JSON file of training options")
+    t.add_argument("--resume", metavar="PATH|auto", help="checkpoint file or folder, or 'auto' (newest in the run folder)")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    _add_train_flags(t)
+    t.set_defaults(_parser=t)
+
+    s = sub.add_parser("sample", help="generate images from a checkpoint")
+    s.add_argument("checkpoint", help="checkpoint file (ckpt-*.pt) or run folder")
+    s.add_argument("--out", required=True, help="grid: a .png path; --n: a folder")
+    s.add_argument("--n", type=int, default=0, help="write N single images into the --out folder (0: one grid)")
+    s.add_argument("--grid", type=int, default=64, help="images in the grid (default 64)")
+    s.add_argument("--per-class", type=int, default=0, help="conditional models: images per class (grid rows)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truncation", type=float, default=1.0, help="StyleGAN2-style models: truncation psi")
+    s.add_argument("--weights", choices=("ema", "G"), default="ema", help="G_ema (default) or the raw G")
+    s.add_argument("--device", default="cpu")
+
+    pr = sub.add_parser("prepare", help="pack an image folder or zip into a uint8 .npy or .zip at one resolution")
+    pr.add_argument("source", help="image folder or zip of images")
+    pr.add_argument("dest", help="output .npy (array + labels) or .zip (PNG files)")
+    pr.add_argument("--resolution", type=int, required=True)
+    pr.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+
+    sub.add_parser("info", help="backend (compiled kernels) and device information")
+
+    for name, mod in (("eval", "metrics"), ("bench", "benchmark")):
+        e = sub.add_parser(name, help=f"see `fastgan {name} --help` (fastgan.{mod})", add_help=False)
+        e.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _cmd_train(args, parser) -> int:
+    from .train.checkpoint import CheckpointError
+    from .train.config import config_fields, load_config_file, make_config
+
+    overrides = {k: getattr(args, k) for k in config_fields() if getattr(args, k, None) is not None}
+    try:
+        file_values = load_config_file(args.config) if args.config else None
+        cfg = make_config(args.preset, file_values, overrides)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    from .data.idx import IDXError
+    from .train.loop import NonFiniteLossError, train
+
+    try:
+        result = train(cfg, resume=args.resume)
+    except (CheckpointError, NonFiniteLossError, IDXError, ValueError, FileNotFoundError) as e:
+        print(f"fastgan train: error: {e}", file=sys.stderr)
+        return 1
+    if result.status == "interrupted":
+        return 128 + int(result.signal) if result.signal else 1
+    return 0
+
+
+def _cmd_sample(args, parser) -> int:
+    from .train.checkpoint import CheckpointError
+    from .train.sample import sample_command
+
+    try:
+        for line in sample_command(args):
+            print(line)
+    except (CheckpointError, ValueError) as e:
+        print(f"fastgan sample: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_prepare(args, parser) -> int:
+    from .data.folder import prepare
+
+    try:
+        print(prepare(args.source, args.dest, args.resolution, strict=args.strict))
+    except (ValueError, OSError) as e:
+        print(f"fastgan prepare: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_info(args, parser) -> int:
+    import torch
+
+    from ._backend import backend_info
+
+    info = {"backend": backend_info(), "torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
+            "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if torch.cuda.is_available():
+        info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    else:
+        info["device"] = "cpu"
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def _delegate(name: str, module: str, argv: list) -> int:
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"fastgan.{module}.cli")
+        entry = getattr(mod, "main")
+    except (ImportError, AttributeError) as e:
+        print(f"fastgan {name}: not available in this build: {e}", file=sys.stderr)
+        return 2
+    rc = entry(argv)
+    return int(rc or 0)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # eval / bench hand every argument to their own parser
+    if argv and argv[0] in ("eval", "bench"):
+        return _delegate(argv[0], "metrics" if argv[0] == "eval" else "benchmark", argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"train": _cmd_train, "sample": _cmd_sample, "prepare": _cmd_prepare, "info": _cmd_info}[args.command]
+    return handler(args, getattr(args, "_parser", parser))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

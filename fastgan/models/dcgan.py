@@ -1,0 +1,109 @@
+"""DCGAN (Radford et al. 2016) and its class-conditional variant, at 28, 32 or 64 px.
+
+Generator: z -> transposed conv to a ``s0 x s0`` map (s0 = 7 at 28 px, else 4) -> stride-2
+transposed convs (batch norm + ReLU) doubling the resolution -> tanh image. Discriminator:
+the mirror (stride-2 convs, leaky ReLU 0.2, batch norm after the first layer unless
+``d_norm='none'``, which WGAN-GP needs) -> one logit per image from a ``s0 x s0`` conv.
+
+Conditional models (``num_classes > 0``): G concatenates a learned class embedding to z;
+D is a projection discriminator (Miyato & Koyama 2018): ``logit = f(h) + <embed(y), sum_hw h>``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .layers import BatchNormAct, Conv2dAct, ConvTranspose2dAct, check_layers
+
+RESOLUTIONS = (28, 32, 64)
+
+
+def _plan(resolution: int, base_ch: int, max_ch: int) -> tuple[int, list[int]]:
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution: DCGAN supports {', '.join(map(str, RESOLUTIONS))} px, got {resolution}")
+    s0 = 7 if resolution == 28 else 4
+    n_up = int(round(math.log2(resolution // s0)))
+    # channels of the feature maps at s0, 2*s0, ..., resolution/2
+    chans = [min(base_ch * 2 ** (n_up - 1 - i), max_ch) for i in range(n_up)]
+    return s0, chans
+
+
+def _init_dcgan(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 1.0)
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, z_dim: int = 100, resolution: int = 32, img_channels: int = 1, base_ch: int = 64,
+                 max_ch: int = 512, num_classes: int = 0, embed_dim: int = 50, layers: str = "fastgan",
+                 clamp: Optional[float] = None) -> None:
+        super().__init__()
+        check_layers(layers)
+        self.z_dim, self.resolution, self.img_channels, self.num_classes = z_dim, resolution, img_channels, num_classes
+        s0, chans = _plan(resolution, base_ch, max_ch)
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes > 0 else None
+        in_dim = z_dim + (embed_dim if num_classes > 0 else 0)
+        blocks: list[nn.Module] = [
+            ConvTranspose2dAct(in_dim, chans[0], s0, 1, 0, bias=False, layers=layers),
+            BatchNormAct(chans[0], "relu", clamp=clamp, layers=layers),
+        ]
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            blocks += [ConvTranspose2dAct(cin, cout, 4, 2, 1, bias=False, layers=layers),
+                       BatchNormAct(cout, "relu", clamp=clamp, layers=layers)]
+        blocks.append(ConvTranspose2dAct(chans[-1], img_channels, 4, 2, 1, act="tanh", layers=layers))
+        self.net = nn.Sequential(*blocks)
+        _init_dcgan(self)
+
+    def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("labels: a conditional generator needs class labels")
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
+        return self.net(z.reshape(z.shape[0], -1, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, resolution: int = 32, img_channels: int = 1, base_ch: int = 64, max_ch: int = 512,
+                 num_classes: int = 0, norm: str = "batch", layers: str = "fastgan",
+                 clamp: Optional[float] = None) -> None:
+        super().__init__()
+        check_layers(layers)
+        if norm not in ("batch", "none"):
+            raise ValueError(f"norm: expected 'batch' or 'none', got {norm!r}")
+        self.resolution, self.num_classes = resolution, num_classes
+        s0, chans = _plan(resolution, base_ch, max_ch)
+        chans = chans[::-1]  # resolution/2 ... s0
+        blocks: list[nn.Module] = [Conv2dAct(img_channels, chans[0], 4, 2, 1, act="lrelu", clamp=clamp, layers=layers)]
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            if norm == "batch":
+                blocks += [Conv2dAct(cin, cout, 4, 2, 1, bias=False, layers=layers),
+                           BatchNormAct(cout, "lrelu", clamp=clamp, layers=layers)]
+            else:
+                blocks.append(Conv2dAct(cin, cout, 4, 2, 1, act="lrelu", clamp=clamp, layers=layers))
+        self.features = nn.Sequential(*blocks)
+        self.out = Conv2dAct(chans[-1], 1, s0, 1, 0, layers=layers)
+        self.embed = nn.Embedding(num_classes, chans[-1]) if num_classes > 0 else None
+        _init_dcgan(self)
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h = self.features(x)
+        logit = self.out(h).flatten(1).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("labels: a conditional discriminator needs class labels")
+            logit = logit + (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
+        return logit

@@ -1,0 +1,10 @@
+"""Training: the loop, configuration and presets, checkpoints, distributed helpers."""
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import DEFAULT_PRESET, PRESETS, TrainConfig, load_config_file, make_config
+from .loop import NonFiniteLossError, Trainer, TrainResult, train
+
+__all__ = [
+    "CheckpointError", "DEFAULT_PRESET", "NonFiniteLossError", "PRESETS", "TrainConfig", "TrainResult",
+    "Trainer", "load_checkpoint", "load_config_file", "make_config", "train",
+]

@@ -1,0 +1,423 @@
+"""The training loop: alternating D and G steps, EMA of G, checkpoints, logging."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .. import losses
+from ..data.stream import BatchStream, DataSource, open_source, to_device
+from ..models import build_models
+from . import checkpoint as ck
+from .config import RESUME_FREE_KEYS, TrainConfig
+from .dist import DistInfo, any_flag, average_buffers, average_gradients, broadcast_module, gather_objects, init_distributed
+from .images import make_grid, save_grid
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite (the run stops; the last good checkpoint stays)."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    status: str  # "finished" | "interrupted"
+    out: Path
+    last_checkpoint: Optional[Path]
+    losses: dict
+    signal: int = 0
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(p.detach().to(pe.dtype), 1.0 - beta)
+        for be, b in zip(ema.buffers(), model.buffers()):
+            be.copy_(b)
+
+
+def _set_requires_grad(m: torch.nn.Module, flag: bool) -> None:
+    for p in m.parameters():
+        p.requires_grad_(flag)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: Optional[str] = None, source: Optional[DataSource] = None,
+                 dist_info: Optional[DistInfo] = None) -> None:
+        self.cfg = cfg.validate()
+        self._bar, self._log_fh, self._tb = None, None, None
+        self.info = dist_info or init_distributed(cfg.device)
+        self.device = self.info.device
+        self.out = Path(cfg.out)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.source = source if source is not None else open_source(cfg.data, cfg.data_format, cfg.resolution, cfg.strict)
+        if self.source.channels != cfg.img_channels:
+            raise ValueError(f"img_channels: the model makes {cfg.img_channels}-channel images but "
+                             f"{self.source.description} has {self.source.channels}")
+        self.conditional = cfg.model == "cgan"
+        self.num_classes = self.source.num_classes if self.conditional else 0
+        if self.conditional and cfg.num_classes > 0:
+            if cfg.num_classes < self.source.num_classes:
+                raise ValueError(f"num_classes: {cfg.num_classes} but the dataset has {self.source.num_classes} classes")
+            self.num_classes = cfg.num_classes
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.benchmark = True
+        # identical initial weights on every rank; per-rank noise afterwards
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        G, D = build_models(cfg, self.num_classes)
+        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.G, self.D = G.to(self.device, memory_format=mf), D.to(self.device, memory_format=mf)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        _set_requires_grad(self.G_ema, False)
+        broadcast_module(self.G, self.info)
+        broadcast_module(self.D, self.info)
+        broadcast_module(self.G_ema, self.info)
+        self.opt_g, self.opt_d = self._optimizer(self.G, cfg.lr_g), self._optimizer(self.D, cfg.lr_d)
+        fp16 = cfg.precision == "fp16"
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.G_fwd = torch.compile(self.G) if cfg.compile else self.G
+        self.D_fwd = torch.compile(self.D) if cfg.compile else self.D
+        self.step, self.batches, self.skipped = 0, 0, 0
+        torch.manual_seed(cfg.seed * 1000 + 1 + self.info.rank)
+        random.seed(cfg.seed * 1000 + 1 + self.info.rank)
+        self.resumed_from = None
+        if resume is not None:
+            path = ck.resolve_resume(resume, self.ckpt_dir)
+            if path is not None:
+                self._load(path)
+                self.resumed_from = path
+        gen = torch.Generator().manual_seed(cfg.seed + 12345)
+        self.fixed_z = torch.randn(cfg.sample_n, cfg.z_dim, generator=gen).to(self.device)
+        self.fixed_labels = (torch.arange(cfg.sample_n) % self.num_classes).to(self.device) if self.conditional else None
+        self.stream = BatchStream(self.source, cfg.batch_size, cfg.seed, self.info.rank, self.info.world,
+                                  cfg.num_workers, pin_memory=self.device.type == "cuda")
+        self._stop_signal = 0
+
+    # ---- setup ----------------------------------------------------------------------------
+    def _optimizer(self, m: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+        if self.cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(m.parameters(), lr=lr)
+        return torch.optim.Adam(m.parameters(), lr=lr, betas=(self.cfg.beta1, self.cfg.beta2))
+
+    def _state(self) -> dict:
+        rngs = gather_objects(ck.rng_state(), self.info)
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "step": self.step, "batches": self.batches, "skipped": self.skipped,
+            "rng": rngs, "world_size": self.info.world, "config": self.cfg.to_dict(),
+            "dataset": self.source.fingerprint, "num_classes": self.num_classes,
+        }
+
+    def _load(self, path: Path) -> None:
+        state = ck.load_checkpoint(path, map_location=self.device)
+        diffs = ck.config_mismatch(state["config"], self.cfg.to_dict(), RESUME_FREE_KEYS)
+        if diffs:
+            raise ck.CheckpointError(f"{path}: written by another config: " + "; ".join(diffs))
+        if state.get("dataset") != self.source.fingerprint:
+            raise ck.CheckpointError(f"{path}: trained on another dataset (fingerprint {state.get('dataset')}, "
+                                     f"this run's {self.source.fingerprint}: {self.source.description})")
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.G_ema.load_state_dict(state["G_ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.scaler_g.load_state_dict(state["scaler_g"])
+            self.scaler_d.load_state_dict(state["scaler_d"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise ck.CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from e
+        self.step, self.batches, self.skipped = int(state["step"]), int(state["batches"]), int(state.get("skipped", 0))
+        rngs = state.get("rng") or []
+        if int(state.get("world_size", 1)) == self.info.world and len(rngs) > self.info.rank:
+            ck.set_rng_state(rngs[self.info.rank])
+        else:
+            self._log(f"warning: checkpoint from {state.get('world_size')} processes, now {self.info.world}: "
+                      "the run continues with fresh random streams (not bit-exact)")
+            torch.manual_seed(self.cfg.seed * 1000 + 1 + self.info.rank + 7919 * self.step)
+
+    # ---- output ---------------------------------------------------------------------------
+    def _log(self, msg: str) -> None:
+        if not self.info.is_main:
+            return
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        if self._log_fh is not None:
+            self._log_fh.write(line + "\n")
+            self._log_fh.flush()
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def _open_outputs(self) -> None:
+        self._bar = None
+        if not self.info.is_main:
+            return
+        (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        self._log_fh = open(self.out / "log.txt", "a")
+        self._metrics_fh = open(self.out / "metrics.jsonl", "a")
+        if self.cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step if self.step else None)
+            except Exception as e:  # noqa: BLE001 - tensorboard missing or broken
+                self._tb = None
+                self._log(f"TensorBoard disabled: {e}")
+        if self.cfg.progress:
+            try:
+                from tqdm import tqdm
+                self._bar = tqdm(total=self.cfg.steps, initial=self.step, dynamic_ncols=True, mininterval=1.0,
+                                 unit="it", desc=self.cfg.model)
+            except ImportError:
+                self._bar = None
+
+    def _close_outputs(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        for fh in (self._log_fh, getattr(self, "_metrics_fh", None)):
+            if fh is not None:
+                fh.close()
+        self._log_fh = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None, batch: int = 64) -> torch.Tensor:
+        outs = []
+        for i in range(0, len(z), batch):
+            outs.append(self.G_ema(z[i:i + batch], labels[i:i + batch]) if labels is not None else self.G_ema(z[i:i + batch]))
+        return torch.cat(outs).float()
+
+    def _write_samples(self, name: Optional[str] = None) -> Optional[Path]:
+        if not self.info.is_main:
+            return None
+        imgs = self.generate(self.fixed_z, self.fixed_labels)
+        nrow = self.num_classes if self.conditional and self.num_classes <= 16 else None
+        path = save_grid(imgs, self.out / "samples" / (name or f"step-{self.step:07d}.png"), nrow=nrow,
+                         scale=2 if self.cfg.resolution <= 32 else 1)
+        save_grid(imgs, self.out / "samples" / "latest.png", nrow=nrow, scale=2 if self.cfg.resolution <= 32 else 1)
+        if self._tb is not None:
+            self._tb.add_image("samples/G_ema", make_grid(imgs, nrow), self.step)
+        return path
+
+    def save(self) -> Optional[Path]:
+        state = self._state()  # collective (RNG states of every rank)
+        if not self.info.is_main:
+            return None
+        path = ck.save_checkpoint(state, self.ckpt_dir, self.step, self.cfg.keep_ckpts, (self.G, self.D, self.G_ema))
+        if path is None:
+            self._log(f"step {self.step}: non-finite weights, checkpoint NOT written (the last good one stays)")
+        return path
+
+    def _loss_curve(self) -> Optional[Path]:
+        path = self.out / "metrics.jsonl"
+        if not self.info.is_main or not path.is_file():
+            return None
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not rows:
+            return None
+        rows = {r["step"]: r for r in rows}  # a resumed run may repeat steps: keep the last
+        steps = sorted(rows)
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
+            pts = [(s, rows[s][key]) for s in steps if key in rows[s]]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, linewidth=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"{self.cfg.model} ({self.cfg.loss} loss)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out = self.out / "loss.png"
+        fig.savefig(out)
+        plt.close(fig)
+        return out
+
+    # ---- the steps --------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _check(self, loss: torch.Tensor, name: str) -> bool:
+        if bool(torch.isfinite(loss)):
+            return True
+        if self.cfg.skip_nonfinite:
+            self.skipped += 1
+            self._log(f"step {self.step}: {name} loss is {loss.item()}, step skipped (--skip-nonfinite)")
+            return False
+        raise NonFiniteLossError(f"step {self.step}: {name} loss is {loss.item()}; stopping "
+                                 f"(last good checkpoint kept in {self.ckpt_dir}; --skip-nonfinite skips such steps)")
+
+    def _opt_step(self, module, opt, scaler) -> None:
+        average_gradients(module, self.info)
+        if self.cfg.grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    def _d_step(self, real: torch.Tensor, labels: Optional[torch.Tensor]) -> dict:
+        cfg = self.cfg
+        d_args = (labels,) if self.conditional else ()
+        z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
+        _set_requires_grad(self.D, True)
+        with torch.no_grad(), self._autocast():
+            fake = self.G_fwd(z, *d_args)
+        with self._autocast():
+            loss = losses.d_loss(self.D_fwd(real, *d_args), self.D_fwd(fake, *d_args), cfg.loss)
+            out = {"loss_d": loss.detach()}
+            if cfg.gp_weight > 0:
+                gp = losses.wgan_gp_penalty(self.D_fwd, real, fake.to(real.dtype), cfg.gp_weight, d_args=d_args)
+                out["gp"] = gp.detach()
+                loss = loss + gp
+        if not self._check(loss, "D"):
+            return {}
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler_d.scale(loss).backward()
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+            with self._autocast():
+                r1 = losses.r1_penalty(self.D_fwd, real, cfg.r1_gamma, d_args=d_args)
+            if self._check(r1, "R1"):
+                self.scaler_d.scale(r1 * cfg.r1_every).backward()
+                out["r1"] = r1.detach()
+        self._opt_step(self.D, self.opt_d, self.scaler_d)
+        if cfg.weight_clip > 0:
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-cfg.weight_clip, cfg.weight_clip)
+        return out
+
+    def _g_step(self, batch: int) -> dict:
+        cfg = self.cfg
+        z = torch.randn(batch, cfg.z_dim, device=self.device)
+        d_args = (torch.randint(0, self.num_classes, (batch,), device=self.device),) if self.conditional else ()
+        _set_requires_grad(self.D, False)
+        with self._autocast():
+            loss = losses.g_loss(self.D_fwd(self.G_fwd(z, *d_args), *d_args), cfg.loss)
+        _set_requires_grad(self.D, True)
+        if not self._check(loss, "G"):
+            return {}
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(loss).backward()
+        self._opt_step(self.G, self.opt_g, self.scaler_g)
+        with torch.no_grad():
+            average_buffers(self.G, self.info)
+            average_buffers(self.D, self.info)
+        beta = cfg.ema_beta
+        if cfg.ema_warmup:
+            beta = min(beta, (1.0 + self.step) / (10.0 + self.step))
+        ema_update(self.G_ema, self.G, beta)
+        return {"loss_g": loss.detach()}
+
+    def _schedule(self) -> None:
+        """Models with a training schedule (progressive growing) follow the images seen."""
+        kimg = self.step * self.cfg.batch_size * self.info.world / 1000.0
+        for m in (self.G, self.D, self.G_ema):
+            if hasattr(m, "set_progress"):
+                m.set_progress(kimg, self.cfg.phase_kimg)
+
+    # ---- run --------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        self._stop_signal = signum
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self._open_outputs()
+        if self.resumed_from is not None:
+            self._log(f"resumed from {self.resumed_from} at step {self.step}")
+        nparams = sum(p.numel() for p in self.G.parameters()), sum(p.numel() for p in self.D.parameters())
+        self._log(f"{cfg.model} ({cfg.layers} layers) {cfg.resolution}px, G {nparams[0]:,} / D {nparams[1]:,} params, "
+                  f"{self.source.description}, device {self.device}, {self.info.world} process(es), "
+                  f"{cfg.steps} steps of batch {cfg.batch_size}")
+        old_handlers = {}
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[s] = signal.signal(s, self._on_signal)
+        batches = self.stream.iterate(self.batches)
+        last_ckpt, status = None, "finished"
+        sums: dict = {}
+        t_log, imgs_log = time.perf_counter(), 0
+        self.G.train()
+        self.D.train()
+        try:
+            if self.step == 0 and self.info.is_main:
+                self._write_samples()
+            while self.step < cfg.steps:
+                self._schedule()
+                stats = {}
+                for _ in range(cfg.n_critic):
+                    x, y = next(batches)
+                    self.batches += 1
+                    real = to_device(x, self.device, cfg.resolution, cfg.channels_last)
+                    labels = y.to(self.device) if (self.conditional and y is not None) else None
+                    stats.update(self._d_step(real, labels))
+                    imgs_log += real.shape[0] * self.info.world
+                stats.update(self._g_step(cfg.batch_size))
+                self.step += 1
+                for k, v in stats.items():
+                    sums.setdefault(k, []).append(v)
+                if self._bar is not None:
+                    self._bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    dt = time.perf_counter() - t_log
+                    row = {k: float(torch.stack(v).float().mean()) for k, v in sums.items()}
+                    row.update(step=self.step, img_s=imgs_log / max(dt, 1e-9), time=time.time())
+                    if self.info.is_main:
+                        self._metrics_fh.write(json.dumps(row) + "\n")
+                        self._metrics_fh.flush()
+                        if self._bar is not None:
+                            self._bar.set_postfix({"img/s": f"{row['img_s']:.0f}",
+                                                   **{k: f"{row[k]:.3f}" for k in ("loss_d", "loss_g") if k in row}}, refresh=False)
+                        if self._tb is not None:
+                            for k, v in row.items():
+                                if k not in ("step", "time"):
+                                    self._tb.add_scalar(f"train/{k}", v, self.step)
+                    self._last_row = row
+                    sums, t_log, imgs_log = {}, time.perf_counter(), 0
+                if self.step % cfg.sample_every == 0:
+                    self._write_samples()
+                stop = any_flag(self._stop_signal != 0, self.info)
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or stop:
+                    last_ckpt = self.save() or last_ckpt
+                if stop:
+                    status = "interrupted"
+                    self._log(f"signal {self._stop_signal or 'on another rank'}: checkpoint written at step {self.step}, exiting")
+                    break
+            if status == "finished" and self.info.is_main:
+                self._write_samples("final.png")
+                curve = self._loss_curve()
+                self._log(f"done: {self.step} steps; samples in {self.out / 'samples'}, loss curve {curve}, "
+                          f"checkpoint {last_ckpt}")
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            self._close_outputs()
+        return TrainResult(self.step, status, self.out, last_ckpt, getattr(self, "_last_row", {}), self._stop_signal)
+
+
+def train(cfg: TrainConfig, resume: Optional[str] = None, source: Optional[DataSource] = None) -> TrainResult:
+    return Trainer(cfg, resume, source).run()

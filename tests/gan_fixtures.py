@@ -1,0 +1,31 @@
+"""Small datasets and configs the training tests share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastgan.train.config import make_config
+from tests.test_data_idx import write_idx
+
+
+def write_fmnist_like(root, n=48, size=28, classes=4, seed=0):
+    """An IDX train split with blobs whose position depends on the class."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = rng.integers(0, 40, (n, size, size))
+    for i, c in enumerate(labels):
+        r = 4 + 4 * c
+        images[i, r:r + 6, 6:20] = 200 + rng.integers(0, 50)
+    write_idx(root / "train-images-idx3-ubyte.gz", images, compress=True)
+    write_idx(root / "train-labels-idx1-ubyte.gz", labels, compress=True)
+    return root
+
+
+def tiny_config(preset, data, out, **kw):
+    base = dict(data=str(data), out=str(out), base_ch=8, batch_size=8, steps=3, sample_every=2, ckpt_every=2,
+                log_every=1, sample_n=8, progress=False, tensorboard=False)
+    if preset in ("progan", "stylegan2-256"):
+        base.update(resolution=32, img_channels=1, z_dim=32, base_ch=64, max_ch=32, phase_kimg=0.01)
+    base.update(kw)
+    return make_config(preset, overrides=base)

@@ -1,0 +1,157 @@
+import pytest
+import torch
+
+from fastgan.models import DCGANDiscriminator, DCGANGenerator, build_models
+from fastgan.models.layers import BatchNormAct, Conv2dAct, ConvTranspose2dAct, LinearAct
+from fastgan.train.config import PRESETS, make_config
+
+
+def _pair(layers, **kw):
+    torch.manual_seed(0)
+    G = DCGANGenerator(z_dim=16, base_ch=8, layers=layers, **kw)
+    torch.manual_seed(0)
+    D = DCGANDiscriminator(base_ch=8, layers=layers, resolution=G.resolution, num_classes=G.num_classes)
+    return G, D
+
+
+@pytest.mark.parametrize("resolution", [28, 32, 64])
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_dcgan_shapes_and_layer_kits_agree(resolution, num_classes):
+    Gf, Df = _pair("fastgan", resolution=resolution, num_classes=num_classes)
+    Gs, Ds = _pair("stock", resolution=resolution, num_classes=num_classes)
+    for a, b in ((Gf, Gs), (Df, Ds)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert list(sa) == list(sb)
+        assert all(sa[k].shape == sb[k].shape for k in sa)
+        b.load_state_dict(sa)
+    z = torch.randn(5, 16)
+    y = torch.randint(0, 3, (5,)) if num_classes else None
+    args = (y,) if num_classes else ()
+    xf, xs = Gf(z, *args), Gs(z, *args)
+    assert xf.shape == (5, 1, resolution, resolution)
+    torch.testing.assert_close(xf, xs, atol=1e-5, rtol=1e-5)
+    lf, ls = Df(xf, *args), Ds(xf, *args)
+    assert lf.shape == (5,)
+    torch.testing.assert_close(lf, ls, atol=1e-5, rtol=1e-5)
+    # gradients agree too (fused bias+act backward vs stock)
+    gf = torch.autograd.grad(Df(xf.detach(), *args).sum(), list(Df.parameters()))
+    gs = torch.autograd.grad(Ds(xf.detach(), *args).sum(), list(Ds.parameters()))
+    for a, b in zip(gf, gs):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_fused_build_actually_uses_bias_act(monkeypatch):
+    import fastgan.models.layers as L
+
+    calls = []
+    real = L.bias_act
+    monkeypatch.setattr(L, "bias_act", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    G, D = _pair("fastgan")
+    D(G(torch.randn(2, 16)))
+    assert {"relu", "tanh", "lrelu"} <= set(calls)
+    calls.clear()
+    G, D = _pair("stock")
+    D(G(torch.randn(2, 16)))
+    assert calls == []
+
+
+@pytest.mark.parametrize("cls,args", [(Conv2dAct, (3, 4, 3, 1, 1)), (ConvTranspose2dAct, (3, 4, 4, 2, 1)), (LinearAct, (3, 4))])
+@pytest.mark.parametrize("act", ["linear", "relu", "lrelu", "tanh"])
+def test_layer_kits_match(cls, args, act):
+    torch.manual_seed(1)
+    a = cls(*args, act=act, clamp=0.5, layers="fastgan")
+    b = cls(*args, act=act, clamp=0.5, layers="stock")
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 5, 5) if cls is not LinearAct else torch.randn(2, 3)
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_batchnorm_act_matches_and_tracks_stats():
+    a, b = BatchNormAct(4, "lrelu", layers="fastgan"), BatchNormAct(4, "lrelu", layers="stock")
+    with torch.no_grad():
+        a.weight.uniform_(0.5, 2)
+        a.bias.uniform_(-1, 1)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(6, 4, 3, 3) * 3 + 1
+    torch.testing.assert_close(a(x), b(x))
+    torch.testing.assert_close(a.running_mean, b.running_mean)
+    torch.testing.assert_close(a.running_var, b.running_var)
+    assert int(a.num_batches_tracked) == 1
+    a.eval(), b.eval()
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="resolution"):
+        DCGANGenerator(resolution=48)
+    with pytest.raises(ValueError, match="layers"):
+        DCGANGenerator(layers="cudnn")
+    with pytest.raises(ValueError, match="labels"):
+        DCGANGenerator(num_classes=3)(torch.randn(2, 100))
+    with pytest.raises(ValueError, match="norm"):
+        DCGANDiscriminator(norm="spectral")
+
+
+def test_wgan_gp_discriminator_has_no_batchnorm():
+    G, D = build_models(make_config("fmnist-wgan-gp", overrides=dict(base_ch=8)))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in G.modules())
+
+
+def test_every_preset_builds():
+    for name in PRESETS:
+        cfg = make_config(name)
+        assert cfg.model
+
+
+def test_stylegan2_and_progan_layer_kits_agree():
+    from fastgan.models.progan import ProGANDiscriminator, ProGANGenerator
+    from fastgan.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+    for Gc, Dc, gkw, dkw in ((StyleGAN2Generator, StyleGAN2Discriminator, dict(z_dim=16, resolution=16, img_channels=3, base_ch=256, max_ch=16),
+                              dict(resolution=16, img_channels=3, base_ch=256, max_ch=16)),
+                             (ProGANGenerator, ProGANDiscriminator, dict(z_dim=16, resolution=16, img_channels=3, base_ch=16, max_ch=16),
+                              dict(resolution=16, img_channels=3, base_ch=16, max_ch=16))):
+        nets = {}
+        for layers in ("fastgan", "stock"):
+            torch.manual_seed(0)
+            nets[layers] = (Gc(layers=layers, **gkw).eval(), Dc(layers=layers, **dkw))
+        (Gf, Df), (Gs, Ds) = nets["fastgan"], nets["stock"]
+        assert list(Gf.state_dict()) == list(Gs.state_dict()) and list(Df.state_dict()) == list(Ds.state_dict())
+        z = torch.randn(4, 16)
+        torch.manual_seed(1)
+        xf = Gf(z)
+        torch.manual_seed(1)
+        xs = Gs(z)
+        assert xf.shape == (4, 3, 16, 16)
+        torch.testing.assert_close(xf, xs, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(Df(xf), Ds(xf), atol=1e-4, rtol=1e-4)
+        # second-order gradients (R1) flow through both builds
+        x = xf.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(Df(x).sum(), x, create_graph=True)
+        g.square().sum().backward()
+        first = Df.from_rgb if isinstance(Df.from_rgb, torch.nn.Module) and hasattr(Df.from_rgb, "weight") else Df.from_rgb[-1]
+        assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+
+
+def test_progan_schedule_and_stylegan2_truncation():
+    from fastgan.models.progan import ProGANGenerator, _schedule
+    from fastgan.models.stylegan2 import StyleGAN2Generator
+
+    assert _schedule(0.5, 1.0, 4) == (0, 1.0)
+    assert _schedule(1.25, 1.0, 4) == (1, 0.25)
+    assert _schedule(2.5, 1.0, 4) == (1, 1.0)
+    assert _schedule(100.0, 1.0, 4) == (3, 1.0)
+    G = ProGANGenerator(8, 16, 1, 16, 16)
+    G.set_progress(0.0, 1.0)
+    x = G(torch.randn(2, 8))
+    assert x.shape == (2, 1, 16, 16) and torch.equal(x[:, :, ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3), x)
+    S = StyleGAN2Generator(8, 16, 1, 128, 8).eval()
+    z = torch.randn(2, 8)
+    torch.manual_seed(0)
+    a = S(z, truncation=0.0)
+    torch.manual_seed(0)
+    b = S(torch.randn(2, 8), truncation=0.0)
+    torch.testing.assert_close(a, b)  # psi = 0: every z maps to w_avg
+    with pytest.raises(ValueError, match="resolution"):
+        StyleGAN2Generator(resolution=48)

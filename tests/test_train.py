@@ -1,0 +1,171 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastgan.train import CheckpointError, NonFiniteLossError, Trainer, load_checkpoint, train
+from fastgan.train.checkpoint import list_checkpoints
+from tests.gan_fixtures import tiny_config, write_fmnist_like
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_fmnist_like(tmp_path_factory.mktemp("idx"))
+
+
+def _weights(state):
+    return {k: v.clone() for k, v in state.items()}
+
+
+@pytest.mark.parametrize("preset", ["fmnist-dcgan", "fmnist-cgan", "fmnist-wgan", "fmnist-wgan-gp", "progan", "stylegan2-256"])
+def test_presets_train_a_few_steps(preset, data, tmp_path):
+    extra = {"r1_every": 2} if preset == "stylegan2-256" else {}
+    cfg = tiny_config(preset, data, tmp_path / "run", steps=3, n_critic=2 if "wgan" in preset else 1, **extra)
+    t = Trainer(cfg)
+    before = _weights(t.G.state_dict()), _weights(t.D.state_dict())
+    res = t.run()
+    assert res.status == "finished" and res.step == 3
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in res.losses.items() if k.startswith("loss"))
+    for old, new in zip(before, (t.G.state_dict(), t.D.state_dict())):
+        assert any(not torch.equal(old[k], new[k]) for k in old if old[k].is_floating_point())
+    out = tmp_path / "run"
+    assert (out / "samples" / "final.png").is_file() and (out / "samples" / "step-0000002.png").is_file()
+    assert (out / "loss.png").is_file() and (out / "config.json").is_file()
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    if preset == "fmnist-wgan":  # weight clipping holds
+        assert all(p.abs().max() <= 0.01 + 1e-7 for p in t.D.parameters())
+    if preset == "progan":  # 0.024 kimg seen with phase_kimg 0.01: stage 1, fading in
+        assert (t.G.stage, t.D.stage) == (1, 1) and 0 < t.G.alpha < 1
+    if preset == "stylegan2-256":
+        assert "r1" in rows[0] and "r1" not in rows[1] and t.G.mapping.w_avg.abs().sum() > 0
+    if preset in ("fmnist-wgan-gp", "progan"):
+        assert "gp" in rows[0]
+    if preset == "fmnist-cgan":
+        assert t.G.embed is not None and t.D.embed is not None
+        from PIL import Image
+        w, h = Image.open(out / "samples" / "final.png").size
+        assert w > h  # 4 classes a row, 8 samples -> 2 rows
+
+
+def test_resume_is_bit_exact(data, tmp_path):
+    # lazy R1 every 2 steps and EMA included; 2N straight == N + resume + N
+    kw = dict(steps=4, r1_gamma=0.1, r1_every=2, ckpt_every=100, sample_every=100)
+    a = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "a", **kw))
+    a.run()
+    b1 = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "b", **dict(kw, steps=2)))
+    assert b1.run().last_checkpoint.name == "ckpt-00000002.pt"
+    b2 = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "b", **kw), resume="auto")
+    assert b2.step == 2
+    b2.run()
+    for name in ("G", "D", "G_ema"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b2, name).state_dict()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), f"{name}.{k} differs after resume"
+    assert torch.equal(a.opt_g.state_dict()["state"][0]["exp_avg"], b2.opt_g.state_dict()["state"][0]["exp_avg"])
+
+
+def test_checkpoint_contents_and_keep_last(data, tmp_path):
+    cfg = tiny_config("fmnist-dcgan", data, tmp_path / "r", steps=6, ckpt_every=1, keep_ckpts=2, sample_every=100)
+    train(cfg)
+    ckpts = list_checkpoints(tmp_path / "r" / "checkpoints")
+    assert [p.name for p in ckpts] == ["ckpt-00000005.pt", "ckpt-00000006.pt"]
+    state = load_checkpoint(ckpts[-1])
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "scaler_g", "scaler_d", "step", "rng", "config", "dataset"):
+        assert key in state
+    assert state["step"] == 6 and len(state["rng"]) == 1 and isinstance(state["rng"][0]["torch"], torch.Tensor)
+    assert not any(p.name.startswith(".") for p in (tmp_path / "r" / "checkpoints").iterdir())  # no temp files left
+
+
+def test_corrupt_and_foreign_checkpoints(data, tmp_path):
+    cfg = tiny_config("fmnist-dcgan", data, tmp_path / "r", steps=2)
+    path = train(cfg).last_checkpoint
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(cfg, resume=str(bad))
+    with pytest.raises(CheckpointError, match="no such"):
+        Trainer(cfg, resume=str(tmp_path / "missing.pt"))
+    other = tiny_config("fmnist-dcgan", data, tmp_path / "r", steps=4, lr_g=1e-3)
+    with pytest.raises(CheckpointError, match="another config: lr_g"):
+        Trainer(other, resume=str(path))
+    other_data = write_fmnist_like(tmp_path / "idx2", seed=5)
+    with pytest.raises(CheckpointError, match="another dataset"):
+        Trainer(tiny_config("fmnist-dcgan", other_data, tmp_path / "r", steps=4), resume=str(path))
+    # a pickle with code in it is refused by weights_only loading
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "fastgan-checkpoint-v1", "G": object()}, evil)
+    with pytest.raises(CheckpointError):
+        Trainer(cfg, resume=str(evil))
+
+
+def test_nonfinite_loss_stops_or_skips(data, tmp_path, monkeypatch):
+    import fastgan.losses as losses
+
+    real = losses.g_loss
+    monkeypatch.setattr(losses, "g_loss", lambda logits, kind: real(logits, kind) * float("nan"))
+    cfg = tiny_config("fmnist-dcgan", data, tmp_path / "r", steps=3, ckpt_every=1)
+    with pytest.raises(NonFiniteLossError, match=r"step 0: G loss is nan"):
+        train(cfg)
+    assert list_checkpoints(tmp_path / "r" / "checkpoints") == []
+    t = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "s", steps=3, skip_nonfinite=True))
+    g0 = {k: v.clone() for k, v in t.G.state_dict().items()}
+    res = t.run()
+    assert res.status == "finished" and t.skipped == 3
+    assert all(torch.equal(g0[k], t.G.state_dict()[k]) for k in g0 if "running" not in k and "num_batches" not in k)
+
+
+def test_nonfinite_weights_are_never_checkpointed(data, tmp_path):
+    t = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "r", steps=1))
+    t.run()
+    with torch.no_grad():
+        next(t.G.parameters()).fill_(float("inf"))
+    t.step = 7
+    assert t.save() is None
+    assert [p.name for p in list_checkpoints(tmp_path / "r" / "checkpoints")] == ["ckpt-00000001.pt"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_and_channels_last(data, tmp_path, precision):
+    cfg = tiny_config("fmnist-dcgan", data, tmp_path / "r", steps=2, precision=precision, channels_last=True, grad_clip=1.0)
+    t = Trainer(cfg)
+    res = t.run()
+    assert res.status == "finished" and all(torch.isfinite(p).all() for p in t.G.parameters())
+    if precision == "fp16":
+        assert t.G.net[1].clamp == 256.0
+        assert load_checkpoint(res.last_checkpoint)["scaler_g"]["scale"] > 0
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(data, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fastgan", "train", "--data", str(data), "--out", str(out), "--base-ch", "8",
+           "--batch-size", "8", "--steps", "100000", "--ckpt-every", "100000", "--sample-every", "100000",
+           "--log-every", "1", "--progress", "false", "--tensorboard", "false"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            m = out / "metrics.jsonl"
+            if m.is_file() and len(m.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = proc.stdout.read().decode()
+    assert rc == 128 + signal.SIGTERM, log
+    ckpts = list_checkpoints(out / "checkpoints")
+    assert ckpts, log
+    state = load_checkpoint(ckpts[-1])
+    assert state["step"] >= 2
