@@ -12,6 +12,8 @@ echo "spill lines (non-zero): $(grep -E 'spill' /tmp/fastgan_build.log | grep -v
 $PY -c 'import fastgan; print(fastgan.backend_info())'
 echo "== CUDA tests"
 FASTGAN_BACKEND=ext $PY -m pytest tests/test_bias_act_cuda.py -q -x -p no:cacheprovider 2>&1 | tail -15
+FASTGAN_BACKEND=ext $PY -m pytest tests/test_grad_penalty_cuda.py -q -x -p no:cacheprovider 2>&1 | tail -15
 echo "== benchmark"
 $PY bench/cuda_bench.py
+$PY bench/cuda_bench_penalties.py
 echo "total $(( $(date +%s) - start )) s"
