@@ -217,3 +217,26 @@ def test_wgan_gp_critic_step(benchmark, impl, layout):
         loss.backward()
 
     _run(benchmark, step, sets)
+
+
+# -- (c) the penalty alone: one pass (fastgan) vs norm/square/sum/mean (stock) ------------
+
+
+@pytest.mark.parametrize("center", [0.0, 1.0])
+@pytest.mark.parametrize("impl", ["fastgan", "naive"])
+def test_penalty_op_fwd_bwd(benchmark, impl, center):
+    from fastgan.ops import grad_penalty, grad_penalty_ref
+
+    fn = grad_penalty if impl == "fastgan" else grad_penalty_ref
+    g = torch.Generator().manual_seed(2)
+    sets = [(torch.randn(GP_BATCH, 3, 64, 64, generator=g).requires_grad_(True),) for _ in range(N_SETS)]
+    torch.testing.assert_close(grad_penalty(sets[0][0], center), grad_penalty_ref(sets[0][0], center))
+
+    def step(x):
+        x.grad = None
+        fn(x, center).backward()
+
+    cycle = itertools.cycle(range(N_SETS))
+    for _ in range(3):
+        step(*sets[next(cycle)])
+    benchmark.pedantic(lambda: step(*sets[next(cycle)]), rounds=max(ROUNDS, 20), iterations=1)
