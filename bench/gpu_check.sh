@@ -14,6 +14,7 @@ echo "== CUDA tests"
 FASTGAN_BACKEND=ext $PY -m pytest tests/test_*_cuda.py -q -p no:cacheprovider 2>&1 | tail -15
 echo "== benchmark"
 $PY bench/cuda_bench.py
+$PY bench/cuda_bench_penalties.py
 echo "== fastgan bench --device cuda --quick"
 $PY -m fastgan.benchmark.cli --device cuda --quick --dtypes float32,bfloat16 --out "${OUT:-/tmp}/fastgan-bench" 2>&1 | tail -60 || true
 echo "total $(( $(date +%s) - start )) s"

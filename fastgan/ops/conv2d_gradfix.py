@@ -23,6 +23,12 @@ several threads) because the autograd engine runs backward functions of CUDA ten
 its own worker threads, where a thread-local flag would not be seen. While it is active
 in one thread, backward passes in other threads also skip these layers' weight gradients:
 do not run an ordinary ``backward()`` concurrently with a penalty's first backward.
+
+torch.compile: AOTAutograd traces a compiled region's backward when the forward is
+compiled, so the context's state at that moment is baked in. The losses call D outside the
+context (only the first backward is inside), so a compiled D computes weight gradients
+correctly but does not skip them in the penalty's first backward; stock-layer pruning by
+the engine does not apply inside one compiled backward either.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ returned in float32; a squared norm overflows float16 easily).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _backend
@@ -61,11 +63,16 @@ def _check_grads(grads) -> None:
         raise ValueError("grad_penalty: grads must have a batch dimension (dim >= 1), got a 0-d tensor")
 
 
+def _per_sample(grads: torch.Tensor) -> torch.Tensor:
+    """(N, M) view in the accumulation dtype (reshape(N, -1) is ambiguous for N = 0)."""
+    return grads.to(_acc_dtype(grads.dtype)).reshape(grads.shape[0], math.prod(grads.shape[1:]))
+
+
 def grad_sqnorm_ref(grads: torch.Tensor) -> torch.Tensor:
     """Reference of :func:`grad_sqnorm`: ``grads.flatten(1).square().sum(1)`` in the
     accumulation dtype."""
     _check_grads(grads)
-    return grads.to(_acc_dtype(grads.dtype)).reshape(grads.shape[0], -1).square().sum(1)
+    return _per_sample(grads).square().sum(1)
 
 
 def grad_sqnorm(grads: torch.Tensor) -> torch.Tensor:
@@ -112,7 +119,7 @@ def grad_penalty_ref(grads: torch.Tensor, center: float = 0.0, reduction: str = 
     reference of :func:`grad_penalty` (torch's norm backward also gives 0 at a zero norm)."""
     _check_grads(grads)
     center = _check_args(center, reduction)
-    g = grads.to(_acc_dtype(grads.dtype)).reshape(grads.shape[0], -1)
+    g = _per_sample(grads)
     if center == 0.0:
         p = g.square().sum(1)
     else:
