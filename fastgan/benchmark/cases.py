@@ -36,6 +36,8 @@ class Case:
     # size: "full" (the documented benchmark size), "quick" (smoke run), "tiny" (tests)
     make_inputs: Callable[[torch.device, torch.dtype, str, str, torch.Generator], Inputs]
     impls: Dict[str, Impl]
+    # fwd, fwd+bwd, or "step": the implementation runs a whole training iteration itself
+    # (forward, backward, optimizer steps) and returns its losses
     modes: Sequence[str] = ("fwd", "fwd+bwd")
     layouts: Sequence[str] = ("contiguous", "channels_last")
     memory_bound: bool = False
@@ -43,6 +45,11 @@ class Case:
     # bandwidth column; None = not a memory-bound op
     min_bytes: Optional[Callable[[Inputs, torch.Tensor], int]] = None
     available: Callable[[], bool] = lambda: True
+    # dtypes this case supports (None: any the runner asks for)
+    dtypes: Optional[Sequence[str]] = None
+    # "float64": check against the reference run on float64 copies of the inputs;
+    # "same": against the reference at the case's own dtype (stateful training steps)
+    check_against: str = "float64"
     # max |error| / max |reference| allowed per dtype, overriding the runner's defaults
     tolerance: Dict[torch.dtype, float] = field(default_factory=dict)
 
@@ -97,6 +104,8 @@ def _with_reference(fn: Impl) -> Impl:
         with use_reference():
             return fn(*args)
 
+    if hasattr(fn, "configure"):
+        run.configure = fn.configure
     return run
 
 
@@ -283,3 +292,116 @@ register(
         available=_has_op("grad_penalty"),
     )
 )
+
+
+# --- training iterations --------------------------------------------------------------
+
+_TRAIN_SIZES = {
+    # preset, overrides per size
+    "dcgan": ("fmnist-dcgan", {"full": dict(batch_size=128), "quick": dict(batch_size=32), "tiny": dict(batch_size=4, base_ch=8, max_ch=16)}),
+    "stylegan2": ("stylegan2-256", {
+        "full": dict(resolution=64, max_ch=128, batch_size=8),
+        "quick": dict(resolution=32, max_ch=64, batch_size=4),
+        "tiny": dict(resolution=16, max_ch=16, batch_size=2),
+    }),
+}
+
+
+def _train_config(model: str, size: str):
+    from fastgan.train.config import make_config
+
+    preset, sizes = _TRAIN_SIZES[model]
+    return make_config(preset, overrides=sizes[size])
+
+
+def _train_inputs(model: str):
+    def make(device, dtype, layout, size, gen):
+        cfg = _train_config(model, size)
+        bs, r = cfg.batch_size, cfg.resolution
+        real = torch.rand((bs, cfg.img_channels, r, r), generator=gen) * 2 - 1
+        z1, z2 = torch.randn((bs, cfg.z_dim), generator=gen), torch.randn((bs, cfg.z_dim), generator=gen)
+        return (_to_layout(real.to(device=device, dtype=dtype), layout), z1.to(device, dtype), z2.to(device, dtype))
+
+    return make
+
+
+class _TrainStep:
+    """One iteration: D step on real + fake (non-saturating loss), R1 on the reals for the
+    StyleGAN2-style model (every iteration: the upper bound of lazy regularization), then a
+    G step; Adam. The runner calls ``configure`` before each correctness check, which builds
+    fresh models with seed 0: every implementation starts from the same weights. The
+    compiled variant compiles G and D; R1's double backward runs D uncompiled, since
+    torch.compile does not support double backward."""
+
+    def __init__(self, model: str, layers: str, compiled: bool = False):
+        self.model, self.layers, self.compiled = model, layers, compiled
+        self.state = None
+
+    def configure(self, device, dtype, layout, size):
+        from fastgan.models import build_models
+
+        cfg = _train_config(self.model, size)
+        torch.manual_seed(0)
+        G, D = build_models(cfg, 0, layers=self.layers)
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        G, D = G.to(device, dtype, memory_format=fmt), D.to(device, dtype, memory_format=fmt)
+        opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.99))
+        opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.0, 0.99))
+        g_call, d_call = (torch.compile(G), torch.compile(D)) if self.compiled else (G, D)
+        self.state = (G, D, g_call, d_call, opt_g, opt_d)
+
+    def __call__(self, real, z1, z2):
+        from fastgan import losses
+
+        if self.state is None:
+            raise RuntimeError("benchmark step used before configure()")
+        G, D, g_call, d_call, opt_g, opt_d = self.state
+        with torch.no_grad():
+            fake = g_call(z1)
+        loss_d = losses.d_loss(d_call(real), d_call(fake))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        if self.model == "stylegan2":
+            losses.r1_penalty(D, real, 1.0).backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        loss_g = losses.g_loss(d_call(g_call(z2)))
+        D.requires_grad_(True)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        return torch.stack([loss_d.detach(), loss_g.detach()])
+
+
+def _has_training() -> bool:
+    try:
+        import fastgan.models  # noqa: F401
+        import fastgan.train.config  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+for _model, _desc in (
+    ("dcgan", "DCGAN (fmnist-dcgan preset, 28 px, batch 128): D step + G step, Adam"),
+    ("stylegan2", "StyleGAN2-style G/D, 64 px, max 128 channels, batch 8: D step + R1 + G step"),
+):
+    register(
+        Case(
+            name=f"train_{_model}",
+            group="train",
+            description=_desc,
+            make_inputs=_train_inputs(_model),
+            impls={
+                "fastgan": _TrainStep(_model, "fastgan"),
+                "reference": _with_reference(_TrainStep(_model, "fastgan")),
+                "eager": _TrainStep(_model, "stock"),
+                "compile": _TrainStep(_model, "stock", compiled=True),
+            },
+            modes=("step",),
+            dtypes=("float32",),
+            check_against="same",
+            tolerance={torch.float32: 2e-3},
+            available=_has_training,
+        )
+    )

@@ -25,7 +25,7 @@ def build_parser(prog: str = "fastgan bench") -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["full", "quick", "tiny"], help="input sizes (default: full; --quick: quick)")
     p.add_argument("--dtypes", help="comma-separated (default: float32,bfloat16 on CPU; float32,bfloat16,float16 on CUDA)")
     p.add_argument("--layouts", help="comma-separated: contiguous,channels_last (default: both)")
-    p.add_argument("--modes", help="comma-separated: fwd,fwd+bwd (default: both)")
+    p.add_argument("--modes", help="comma-separated: fwd,fwd+bwd,step (default: all; step = a whole training iteration)")
     p.add_argument("--impls", help="comma-separated: fastgan,reference,eager,compile (default: all)")
     p.add_argument("--rounds", type=int, help="timed rounds per case (default 15, --quick 5)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads for CPU runs")
@@ -77,7 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         device=args.device,
         dtypes=_csv(args.dtypes or default_dtypes, list(DTYPES), "--dtypes", parser),
         layouts=_csv(args.layouts, ["contiguous", "channels_last"], "--layouts", parser),
-        modes=_csv(args.modes, ["fwd", "fwd+bwd"], "--modes", parser),
+        modes=_csv(args.modes, ["fwd", "fwd+bwd", "step"], "--modes", parser),
         impls=_csv(args.impls, list(IMPL_ORDER), "--impls", parser) or IMPL_ORDER,
         size=args.size or ("quick" if args.quick else "full"),
         rounds=args.rounds or (5 if args.quick else 15),

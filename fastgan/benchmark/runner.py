@@ -111,7 +111,9 @@ def _prepare(inputs: Inputs, train: bool) -> Inputs:
     return tuple(out)
 
 
-def _call(fn, inputs: Inputs, grad: Optional[torch.Tensor]):
+def _call(fn, inputs: Inputs, grad: Optional[torch.Tensor], step: bool = False):
+    if step:  # a whole training iteration: it runs its own backward passes
+        return fn(*inputs), ()
     if grad is None:
         with torch.no_grad():
             return fn(*inputs), ()
@@ -148,11 +150,11 @@ def _check(case: Case, name: str, got, want, dtype: torch.dtype) -> Optional[str
     return None
 
 
-def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: int, warmup: int) -> Stats:
+def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: int, warmup: int, step: bool = False) -> Stats:
     cycle = itertools.cycle(range(len(sets)))
     for _ in range(warmup):
         i = next(cycle)
-        _call(fn, sets[i], grads[i])
+        _call(fn, sets[i], grads[i], step)
     _sync(device)
     stats = Stats()
     if device.type == "cuda":
@@ -160,7 +162,7 @@ def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: in
             i = next(cycle)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            _call(fn, sets[i], grads[i])
+            _call(fn, sets[i], grads[i], step)
             end.record()
             end.synchronize()
             stats.update(start.elapsed_time(end) / 1e3)
@@ -168,7 +170,7 @@ def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: in
         for _ in range(rounds):
             i = next(cycle)
             t0 = time.perf_counter()
-            _call(fn, sets[i], grads[i])
+            _call(fn, sets[i], grads[i], step)
             stats.update(time.perf_counter() - t0)
     return stats
 
@@ -209,6 +211,12 @@ def copy_bandwidth(nbytes: int, dtype: torch.dtype, device: torch.device, rounds
     return 2 * n * elem / stats.median / 1e9
 
 
+def _configure(fn, device, dtype, layout, size) -> None:
+    """Stateful implementations (training steps) start afresh for each check."""
+    if hasattr(fn, "configure"):
+        fn.configure(device=device, dtype=dtype, layout=layout, size=size)
+
+
 def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
     device = torch.device(settings.device)
     results: List[Result] = []
@@ -216,9 +224,11 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
     modes = [m for m in case.modes if settings.modes is None or m in settings.modes]
     layouts = [l for l in case.layouts if settings.layouts is None or l in settings.layouts]
     impls = [i for i in IMPL_ORDER if i in case.impls and i in settings.impls]
-    for dtype_name, layout, mode in itertools.product(settings.dtypes, layouts, modes):
+    dtypes = [d for d in settings.dtypes if case.dtypes is None or d in case.dtypes]
+    for dtype_name, layout, mode in itertools.product(dtypes, layouts, modes):
         dtype = DTYPES[dtype_name]
         train = mode == "fwd+bwd"
+        step = mode == "step"
         base_sets = [case.make_inputs(device, dtype, layout, settings.size, gen) for _ in range(settings.n_sets)]
         sets = [_prepare(s, train) for s in base_sets]
         grads = [None] * len(sets)
@@ -232,9 +242,14 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
             ]
         ref_name = "reference" if "reference" in case.impls else "eager"
         try:
-            inputs64 = tuple(t.double() if t.is_floating_point() else t for t in base_sets[0])
-            grad64 = grads[0].double() if grads[0] is not None else None
-            want = _call(case.impls[ref_name], _prepare(inputs64, train), grad64)
+            if case.check_against == "float64":
+                check_inputs = tuple(t.double() if t.is_floating_point() else t for t in base_sets[0])
+                check_grad = grads[0].double() if grads[0] is not None else None
+            else:
+                check_inputs, check_grad = base_sets[0], grads[0]
+            _configure(case.impls[ref_name], device, dtype, layout, settings.size)
+            torch.manual_seed(settings.seed)
+            want = _call(case.impls[ref_name], _prepare(check_inputs, train), check_grad, step)
             want = (want[0].detach(), tuple(g.detach() for g in want[1]))
         except Exception as e:  # the reference itself cannot run this combination
             for impl in impls:
@@ -247,7 +262,9 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
             if progress:
                 progress(res.key)
             try:
-                got = _call(fn, _prepare(base_sets[0], train), grads[0])
+                _configure(fn, device, dtype, layout, settings.size)
+                torch.manual_seed(settings.seed)
+                got = _call(fn, _prepare(base_sets[0], train), grads[0], step)
                 problem = _check(case, impl, got, want, dtype)
             except Exception as e:
                 problem = f"{type(e).__name__}: {e}"
@@ -255,9 +272,11 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 res.status, res.message = "failed", problem
                 results.append(res)
                 continue
-            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup)
+            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step)
             res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
-            if device.type == "cuda":
+            if step:
+                pass  # the step's own memory is not separated from its models' state
+            elif device.type == "cuda":
                 res.peak_bytes = _peak_bytes(fn, sets[0], grads[0], device)
             elif train:
                 res.saved_bytes = _saved_bytes(fn, sets[0], grads[0])
