@@ -61,7 +61,7 @@ def test_classifier_reaches_90_percent_and_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     train, test = _data()
-    model, meta = load_or_train_classifier(train, test, train_if_missing=True, epochs=2)
+    model, meta = load_or_train_classifier(train, test, train_if_missing=True, epochs=3)
     print(f"classifier test accuracy {meta['test_accuracy']:.4f} in {meta['train_seconds']} s")
     assert meta["test_accuracy"] >= 0.90
     path = classifier_cache_path(dataset_fingerprint(train.images, train.labels))

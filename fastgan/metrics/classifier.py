@@ -123,7 +123,7 @@ def evaluate_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Te
     return correct / images.shape[0]
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None, epochs: int = 2,
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: Optional[int] = None, epochs: int = 3,
                      batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device="cpu",
                      log: Optional[Callable[[str], None]] = None) -> SmallCNN:
     """Trains :class:`SmallCNN` (Adam, one-cycle learning rate) on uint8/float images."""
@@ -187,7 +187,7 @@ def _sha256(path: Path) -> str:
 
 
 def load_or_train_classifier(train, test, device="cpu", train_if_missing: bool = False, retrain: bool = False,
-                             epochs: int = 2, seed: int = 0, log: Optional[Callable[[str], None]] = None):
+                             epochs: int = 3, seed: int = 0, log: Optional[Callable[[str], None]] = None):
     """Returns (model, meta) for a dataset given as objects with ``images``/``labels``
     (e.g. :func:`fastgan.data.load_idx_dataset` results for the train and test splits).
     ``meta`` holds the test accuracy, fingerprints, the cache path and the file's sha256."""

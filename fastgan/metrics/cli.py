@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local pt_inception-2015-12-05-6726825d.pth (or set FASTGAN_INCEPTION_WEIGHTS)")
     p.add_argument("--train-classifier", action="store_true",
                    help="train (or retrain) the offline classifier on the dataset's training split and cache it")
-    p.add_argument("--classifier-epochs", type=int, default=2)
+    p.add_argument("--classifier-epochs", type=int, default=3)
     p.add_argument("--no-cache", action="store_true", help="recompute reference statistics")
     p.add_argument("--seed", type=int, default=0, help="latent seed")
     return p
