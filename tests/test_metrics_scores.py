@@ -220,3 +220,21 @@ def test_identical_sets_zero_and_monotone_in_noise():
     assert all(a < b for a, b in zip(fids, fids[1:])), fids
     assert all(a < b for a, b in zip(kids, kids[1:])), kids
     assert all(a >= b for a, b in zip(precs, precs[1:])) and precs[-1] < 0.5, precs
+
+
+def test_cholesky_and_eigh_paths_agree():
+    from fastgan.metrics.frechet import trace_sqrt_product
+
+    rng = np.random.default_rng(6)
+    c1 = torch.from_numpy(random_spd(rng, 40))
+    c2 = torch.from_numpy(random_spd(rng, 40, n=10))  # rank 9: C1's Cholesky path
+    s1 = sqrtm_psd(c1)
+    m = s1 @ c2 @ s1
+    via_eigh = torch.linalg.eigvalsh(0.5 * (m + m.T)).clamp_min(0).sqrt().sum()
+    torch.testing.assert_close(trace_sqrt_product(c1, c2), via_eigh, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(trace_sqrt_product(c2, c1), via_eigh, rtol=1e-9, atol=1e-12)  # C2's factor
+    c3 = torch.from_numpy(random_spd(rng, 40, n=8))  # both singular: the eigh path
+    s3 = sqrtm_psd(c3)
+    m = s3 @ c2 @ s3
+    ref = torch.linalg.eigvalsh(0.5 * (m + m.T)).clamp_min(0).sqrt().sum()
+    torch.testing.assert_close(trace_sqrt_product(c3, c2), ref, rtol=1e-9, atol=1e-9)

@@ -6,7 +6,8 @@ The trace term is computed without a general (non-symmetric) matrix square root.
 S1 = C1^(1/2), the symmetric PSD square root from one eigendecomposition of C1, the matrix
 C1 C2 = S1 (S1 C2 S1) S1^(-1) is similar to M = S1 C2 S1, which is symmetric PSD. So
 tr((C1 C2)^(1/2)) = sum_i sqrt(lambda_i(M)) with lambda_i(M) the eigenvalues of a symmetric
-matrix: real by construction. Round-off can make tiny eigenvalues slightly negative; they
+matrix: real by construction. Any factor C1 = F F^T works the same way (M = F^T C2 F); the
+Cholesky factor is used when C1 (or C2) is positive definite, as it is ~4x cheaper than S1. Round-off can make tiny eigenvalues slightly negative; they
 are clipped at 0, so the result is never complex, and the distance itself is clipped at 0
 (it is a squared distance). Two symmetric eigendecompositions (``torch.linalg.eigh``, on
 whatever device the statistics live) replace the Schur-based ``scipy.linalg.sqrtm`` used by
@@ -37,9 +38,23 @@ def sqrtm_psd(c: torch.Tensor) -> torch.Tensor:
 
 
 def trace_sqrt_product(c1: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
-    """tr((C1 C2)^(1/2)) for symmetric PSD C1, C2, via the symmetric matrix S1 C2 S1."""
-    s1 = sqrtm_psd(c1)
-    m = s1 @ c2 @ s1
+    """tr((C1 C2)^(1/2)) for symmetric PSD C1, C2.
+
+    C1 C2 is similar to the symmetric PSD matrix F^T C2 F for any factor C1 = F F^T. The
+    Cholesky factor is the cheapest (n^3/3 flops, then eigenvalues only): about 4x less work
+    than the eigenvector decomposition S1 = C1^(1/2). When C1 is only semi-definite
+    (Cholesky fails: rank-deficient features), C2's factor is tried (the trace is symmetric
+    in C1, C2), then S1 from ``eigh``, which handles any PSD matrix.
+    """
+    m = None
+    for a, b in ((c1, c2), (c2, c1)):
+        factor, info = torch.linalg.cholesky_ex(a)
+        if int(info) == 0 and bool(torch.isfinite(factor).all()):
+            m = factor.transpose(-1, -2) @ b @ factor
+            break
+    if m is None:
+        s1 = sqrtm_psd(c1)
+        m = s1 @ c2 @ s1
     m = 0.5 * (m + m.transpose(-1, -2))
     return torch.linalg.eigvalsh(m).clamp_min(0).sqrt().sum()
 
