@@ -228,3 +228,23 @@ def test_ddp_extract_two_gloo_ranks(tmp_path):
         torch.testing.assert_close(got["feats"], ref.features)  # gathered in global order
         torch.testing.assert_close(got["mu"], mu)
         torch.testing.assert_close(got["cov"], cov)
+
+
+def test_npy_and_folder_sources(tmp_path):
+    import numpy as np
+
+    from fastgan.metrics import image_folder_source
+
+    arr = np.random.default_rng(0).integers(0, 256, (5, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "imgs.npy", arr)
+    src = image_folder_source(tmp_path / "imgs.npy")
+    assert src.images.shape == (5, 1, 8, 8) and not src.conditional
+    got = torch.cat([x for _, x, _ in src.batches(None, 2)])
+    assert torch.equal(got, torch.from_numpy(arr).unsqueeze(1))
+    np.save(tmp_path / "f.npy", arr.astype(np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        image_folder_source(tmp_path / "f.npy")
+    with pytest.raises(ValueError, match="no .png"):
+        image_folder_source(tmp_path)
+    with pytest.raises(ValueError, match="asked for"):
+        list(src.batches(6, 2))
