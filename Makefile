@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
 	$(VPY) -m pip install -q torch==2.14.1 numpy pytest pytest-benchmark ninja expecttest
 	$(VPY) -m pip install -q tensorboard tqdm pillow matplotlib pyyaml
+	$(VPY) -m pip install -q scipy
 	test -d /usr/share/datasets/fashion-mnist || ! command -v apt-get >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || \
 	  echo "warning: could not install dataset-fashion-mnist (the training presets need it)"
@@ -51,3 +52,7 @@ gpu-check:
 
 clean:
 	rm -rf build build-cmake fastgan/_C*.so *.egg-info
+
+# Metrics benchmark (issue 6): 2048-d Frechet distance vs scipy sqrtm; classifier-FID of 10k samples.
+bench-metrics: build
+	$(VPY) -m pytest bench/test_bench_metrics.py -q -s --benchmark-columns=median,iqr,min,rounds
