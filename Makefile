@@ -37,7 +37,7 @@ pytest: build
 
 test: cpptest pytest
 
-# The main job until the training loop lands: the op benchmark against stock PyTorch.
+# The op benchmark against stock PyTorch and torch.compile (pytest-benchmark).
 bench: build
 	$(VPY) -m pytest bench/test_bench_bias_act.py -q \
 	  --benchmark-group-by=param:layout,param:mode --benchmark-columns=median,iqr,min,rounds \
