@@ -11,7 +11,7 @@ FASTGAN_CUDA=1 FASTGAN_PTXAS_VERBOSE=1 MAX_JOBS=${MAX_JOBS:-16} \
 echo "spill lines (non-zero): $(grep -E 'spill' /tmp/fastgan_build.log | grep -vc ' 0 bytes spill stores, 0 bytes spill loads' || true)"
 $PY -c 'import fastgan; print(fastgan.backend_info())'
 echo "== CUDA tests"
-FASTGAN_BACKEND=ext $PY -m pytest tests/test_bias_act_cuda.py -q -x -p no:cacheprovider 2>&1 | tail -15
+FASTGAN_BACKEND=ext $PY -m pytest tests/test_bias_act_cuda.py tests/test_upsample_conv2d_cuda.py -q -x -p no:cacheprovider 2>&1 | tail -15
 echo "== benchmark"
 $PY bench/cuda_bench.py
 echo "total $(( $(date +%s) - start )) s"

@@ -9,6 +9,12 @@ from .._backend import (
     use_reference,
 )
 from .bias_act import ACTIVATIONS, bias_act, bias_act_ref, fused_leaky_relu
+from .upsample_conv2d import (
+    downsample_conv2d,
+    downsample_conv2d_ref,
+    upsample_conv2d,
+    upsample_conv2d_ref,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -16,8 +22,12 @@ __all__ = [
     "backend_info",
     "bias_act",
     "bias_act_ref",
+    "downsample_conv2d",
+    "downsample_conv2d_ref",
     "fused_leaky_relu",
     "get_backend",
     "set_backend",
+    "upsample_conv2d",
+    "upsample_conv2d_ref",
     "use_reference",
 ]
