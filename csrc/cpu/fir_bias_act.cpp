@@ -80,7 +80,8 @@ int64_t strip_rows(const Planes& pl, int fh, int fw) {
 //   load(item, p, r, row, owned): fills row[0 .. Ws * CB) with source row r of plane p;
 //     `owned` marks the rows whose partition this item owns (for reductions): every source
 //     row is owned by exactly one item of its plane.
-//   store(p, h, acc): consumes destination row h of plane p.
+//   store(p, h, acc, scratch): consumes destination row h of plane p (acc may be modified;
+//     scratch holds Wd * CB values).
 template <typename acc_t, typename Load, typename Store>
 void fir_drive(const Planes& pl, const Taps<acc_t>& t, int64_t strips, const Load& load,
                const Store& store) {
@@ -94,7 +95,7 @@ void fir_drive(const Planes& pl, const Taps<acc_t>& t, int64_t strips, const Loa
   const int64_t c_hi = std::clamp<int64_t>(pl.Ws + t.px0, c_lo, Wp);
   at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> buf((R + t.fh - 1) * lp), tmp(std::max<int64_t>(ls, 1)), vrow(lp),
-        acc(ld);
+        acc(ld), scratch(ld);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t p = item / strips, s = item % strips;
       const int64_t h0 = s * R, h1 = std::min(pl.Hd, h0 + R);
@@ -159,7 +160,7 @@ void fir_drive(const Planes& pl, const Taps<acc_t>& t, int64_t strips, const Loa
             }
           }
         }
-        store(p, h, a);
+        store(p, h, a, scratch.data());
       }
     }
   });
@@ -215,26 +216,43 @@ void forward_impl(FirForwardPlan& plan, double alpha, double gain, double clamp)
     const scalar_t* src = x + (p * pl.Hs + r) * ls;
     for (int64_t e = 0; e < ls; ++e) row[e] = static_cast<acc_t>(src[e]);
   };
-  auto store = [&](int64_t p, int64_t h, const acc_t* a) {
+  // The epilogue runs as separate simple loops over restrict pointers with the parameters
+  // in locals: a uint8 mask store in the same loop would alias everything and stop the
+  // compiler from vectorizing.
+  const acc_t alpha_v = ap.alpha, gain_v = ap.gain, clamp_v = ap.clamp;
+  const bool has_clamp = ap.has_clamp;
+  auto store = [&](int64_t p, int64_t h, acc_t* __restrict__ a, acc_t* __restrict__ v) {
     const int64_t off = (p * pl.Hd + h) * ld;
-    scalar_t* yr = y + off;
-    auto body = [&](int64_t e, acc_t z) {
-      const acc_t v = bias_act_forward_elem<A>(z, ap.alpha, ap.gain, ap.clamp, ap.has_clamp);
-      yr[e] = static_cast<scalar_t>(v);
-      if constexpr (M == FirSave::Mask) {
-        mask[off + e] = fir_mask(z, v, ap.clamp, ap.has_clamp);
-      } else if constexpr (M == FirSave::Z) {
-        zs[off + e] = static_cast<scalar_t>(z);
+    if (b != nullptr) {
+      if (pl.cl) {
+        const acc_t* __restrict__ bb = brow.data();
+        for (int64_t e = 0; e < ld; ++e) a[e] += bb[e];
+      } else {
+        const acc_t bc = static_cast<acc_t>(b[p % pl.C]);
+        for (int64_t e = 0; e < ld; ++e) a[e] += bc;
       }
-    };
-    if (b == nullptr) {
-      for (int64_t e = 0; e < ld; ++e) body(e, a[e]);
-    } else if (pl.cl) {
-      const acc_t* bb = brow.data();
-      for (int64_t e = 0; e < ld; ++e) body(e, a[e] + bb[e]);
+    }
+    if (has_clamp) {
+      for (int64_t e = 0; e < ld; ++e)
+        v[e] = bias_act_forward_elem<A>(a[e], alpha_v, gain_v, clamp_v, true);
     } else {
-      const acc_t bc = static_cast<acc_t>(b[p % pl.C]);
-      for (int64_t e = 0; e < ld; ++e) body(e, a[e] + bc);
+      for (int64_t e = 0; e < ld; ++e)
+        v[e] = bias_act_forward_elem<A>(a[e], alpha_v, gain_v, clamp_v, false);
+    }
+    scalar_t* __restrict__ yr = y + off;
+    for (int64_t e = 0; e < ld; ++e) yr[e] = static_cast<scalar_t>(v[e]);
+    if constexpr (M == FirSave::Mask) {
+      uint8_t* __restrict__ mr = mask + off;
+      if (has_clamp) {
+        for (int64_t e = 0; e < ld; ++e)
+          mr[e] = static_cast<uint8_t>((a[e] > acc_t(0) ? 1 : 0) |
+                                       (math::fg_abs(v[e]) < clamp_v ? 2 : 0));
+      } else {
+        for (int64_t e = 0; e < ld; ++e) mr[e] = static_cast<uint8_t>(a[e] > acc_t(0) ? 3 : 2);
+      }
+    } else if constexpr (M == FirSave::Z) {
+      scalar_t* __restrict__ zr = zs + off;
+      for (int64_t e = 0; e < ld; ++e) zr[e] = static_cast<scalar_t>(a[e]);
     }
   };
   fir_drive<acc_t>(pl, taps, strips, load, store);
@@ -258,15 +276,18 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
   // Partial bias sums: [items, CB].
   std::vector<acc_t> partial(plan.reduce ? items * pl.CB : 0, acc_t(0));
 
-  auto load = [&](int64_t item, int64_t p, int64_t r, acc_t* row, bool owned) {
+  const acc_t alpha_v = ap.alpha, gain_v = ap.gain, inv_gain_v = ap.inv_gain, clamp_v = ap.clamp;
+  const bool has_clamp = ap.has_clamp;
+  auto load = [&](int64_t item, int64_t p, int64_t r, acc_t* __restrict__ row, bool owned) {
     const int64_t off = (p * pl.Hs + r) * ls;
-    const scalar_t* g = gy + off;
+    const scalar_t* __restrict__ g = gy + off;
+    const uint8_t* __restrict__ mr = M == FirSave::Mask ? mask + off : nullptr;
+    const scalar_t* __restrict__ zr = M == FirSave::Z ? zs + off : nullptr;
     for (int64_t e = 0; e < ls; ++e) {
-      const acc_t z = M == FirSave::Z ? static_cast<acc_t>(zs[off + e]) : acc_t(0);
-      const uint8_t m = M == FirSave::Mask ? mask[off + e] : uint8_t(0);
+      const acc_t z = M == FirSave::Z ? static_cast<acc_t>(zr[e]) : acc_t(0);
+      const uint8_t m = M == FirSave::Mask ? mr[e] : uint8_t(0);
       row[e] = static_cast<acc_t>(g[e]) *
-               fir_grad_factor<A, M>(z, m, ap.alpha, ap.gain, ap.inv_gain, ap.clamp,
-                                     ap.has_clamp);
+               fir_grad_factor<A, M>(z, m, alpha_v, gain_v, inv_gain_v, clamp_v, has_clamp);
     }
     if (gz != nullptr) {
       const scalar_t* gzr = gz + off;
@@ -286,8 +307,8 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
       }
     }
   };
-  auto store = [&](int64_t p, int64_t h, const acc_t* a) {
-    scalar_t* out = gx + (p * pl.Hd + h) * ld;
+  auto store = [&](int64_t p, int64_t h, const acc_t* __restrict__ a, acc_t*) {
+    scalar_t* __restrict__ out = gx + (p * pl.Hd + h) * ld;
     for (int64_t e = 0; e < ld; ++e) out[e] = static_cast<scalar_t>(a[e]);
   };
   fir_drive<acc_t>(pl, taps, strips, load, store);
