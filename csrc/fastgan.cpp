@@ -23,4 +23,17 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0,"
       " int padx1, int pady0, int pady1, bool flip, float gain) -> Tensor");
+  // FIR filter (correlation with f: separable fy ++ fx, or full fh x fw; pad = [px0, px1,
+  // py0, py1], negative crops) + bias + activation + gain + clamp in one pass. Returns
+  // (y, saved): saved is a uint8 mask (piecewise-linear acts), the pre-activation z
+  // (smooth acts) or empty (linear without clamp) -- what fir_bias_act_grad needs.
+  m.def(
+      "fir_bias_act(Tensor x, Tensor? b, float[] f, int fh, int fw, bool separable, int[] pad,"
+      " str act, float alpha, float gain, float clamp) -> (Tensor, Tensor)");
+  // The adjoint: g = grad * dy/dz (from saved) + gz, gx = the transposed FIR filter of g
+  // (size in_h x in_w), gb = sum of g over n, h, w when reduce (else empty).
+  m.def(
+      "fir_bias_act_grad(Tensor grad, Tensor saved, Tensor? gz, float[] f, int fh, int fw,"
+      " bool separable, int[] pad, int in_h, int in_w, str act, float alpha, float gain,"
+      " float clamp, bool reduce) -> (Tensor, Tensor)");
 }

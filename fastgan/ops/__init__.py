@@ -20,6 +20,12 @@ from .upfirdn2d import (
     upfirdn2d_ref,
     upsample2d,
 )
+from .upsample_conv2d import (
+    downsample_conv2d,
+    downsample_conv2d_ref,
+    upsample_conv2d,
+    upsample_conv2d_ref,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -30,6 +36,8 @@ __all__ = [
     "conv2d_resample",
     "conv_transpose2d",
     "downsample2d",
+    "downsample_conv2d",
+    "downsample_conv2d_ref",
     "FastganFallbackWarning",
     "filter2d",
     "fused_leaky_relu",
@@ -45,6 +53,8 @@ __all__ = [
     "upfirdn2d",
     "upfirdn2d_ref",
     "upsample2d",
+    "upsample_conv2d",
+    "upsample_conv2d_ref",
     "use_reference",
     "weight_gradients_disabled",
 ]

@@ -1,0 +1,459 @@
+r"""The fused upsampling block of StyleGAN-like generators, and its discriminator mirror.
+
+``upsample_conv2d(x, weight, bias, f, up=2, act='lrelu', ...)`` computes
+
+.. math::  y = \operatorname{clamp}(\mathrm{gain}\cdot\mathrm{act}(\mathrm{FIR}_f(
+           \mathrm{conv\_transpose2d}(x, w, \mathrm{stride}=up)) + b),\; -c,\; c)
+
+with the StyleGAN2-ADA ``conv2d_resample(x, w, f, up=up, padding=k // 2)`` contract for the
+transposed convolution and the filter (filter normalized to unit sum, gain ``up**2``, the
+padding arithmetic of that contract), followed by the ``bias_act`` contract.
+
+* The transposed convolution runs in ATen (oneDNN / cuDNN).
+* Everything after it -- FIR filter (separable or full, up to 8 taps per axis), bias,
+  activation, gain, clamp -- is ONE op, ``fastgan::fir_bias_act``, one pass over memory.
+* Its backward is ONE op, ``fastgan::fir_bias_act_grad``: ``g = grad * dy/dz``, the
+  transposed FIR filter of ``g`` and the bias gradient (the sum of ``g``), in one pass.
+* The forward saves only what the backward needs: for linear / relu / lrelu a uint8 mask
+  (bit 0: z > 0, bit 1: not clamped), nothing at all for linear without clamp, and the
+  pre-activation ``z`` for smooth activations. The transposed convolution saves its input
+  and weight as usual; the upsampled intermediate is never saved.
+* Double backward: the backward op has its own autograd formula built from the forward op
+  (the adjoint of the adjoint) and ``bias_act_grad``, so gradients of gradients (path
+  length regularization, R1 through the discriminator) work; for piecewise-linear
+  activations to any order.
+
+``downsample_conv2d`` (discriminator) is FIR filter, strided convolution, bias_act. The FIR
+filter runs as ``fir_bias_act`` with a linear activation and no bias (one pass, saves
+nothing); the convolution in ATen; bias + activation after it are fused by ``bias_act``.
+Fusing the filter into the convolution's input would mean writing our own convolution,
+which does not pay against oneDNN / cuDNN, so that part is composed.
+
+The filter gradient is not computed (filters are constants, as in StyleGAN2-ADA).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .. import _backend
+from .bias_act import ACTIVATIONS, _check_args
+from .bias_act import _ref as _bias_act_ref
+
+__all__ = [
+    "upsample_conv2d",
+    "upsample_conv2d_ref",
+    "downsample_conv2d",
+    "downsample_conv2d_ref",
+]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_MAX_TAPS = 8
+
+FilterLike = Union[Sequence[float], Sequence[Sequence[float]], torch.Tensor, float]
+
+
+class _Fir:
+    """A parsed FIR filter: kernel taps in correlation order, and the 2-D filter in
+    true-convolution order for the reference."""
+
+    __slots__ = ("taps", "fh", "fw", "separable", "conv2d")
+
+    def __init__(self, taps, fh, fw, separable, conv2d):
+        self.taps, self.fh, self.fw, self.separable, self.conv2d = taps, fh, fw, separable, conv2d
+
+
+def _parse_filter(f: FilterLike, gain: float, flip_filter: bool, op: str) -> _Fir:
+    """Normalizes f to unit sum and scales it by gain (per axis gain**0.5 when separable),
+    as StyleGAN2-ADA's setup_filter + upfirdn2d do. Pure Python so torch.compile sees
+    constants."""
+    if isinstance(f, torch.Tensor):
+        if not f.is_floating_point() and f.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{op}: f must be a float tensor, got {f.dtype}")
+        f = f.detach().cpu().double().tolist()
+    if isinstance(f, (int, float)):
+        f = [float(f)]
+    if not isinstance(f, (list, tuple)) or len(f) == 0:
+        raise ValueError(f"{op}: f must be a non-empty 1-D (separable) or 2-D (full) filter, got {f!r}")
+    if all(isinstance(v, (int, float)) for v in f):
+        rows = [[float(v) for v in f]]
+        separable = True
+    elif all(isinstance(r, (list, tuple)) for r in f):
+        rows = [[float(v) for v in r] for r in f]
+        if len({len(r) for r in rows}) != 1 or len(rows[0]) == 0:
+            raise ValueError(f"{op}: f must be a rectangular 2-D filter, got row lengths {[len(r) for r in rows]}")
+        separable = False
+    else:
+        raise ValueError(f"{op}: f must be 1-D (separable) or 2-D (full), got {f!r}")
+    fh = len(rows[0]) if separable else len(rows)
+    fw = len(rows[0])
+    if fh > _MAX_TAPS or fw > _MAX_TAPS:
+        raise ValueError(f"{op}: f has {fh}x{fw} taps; at most {_MAX_TAPS} per axis are supported")
+    flat = [v for r in rows for v in r]
+    if not all(math.isfinite(v) for v in flat):
+        raise ValueError(f"{op}: f must be finite, got {f!r}")
+    total = sum(flat)
+    if total == 0:
+        raise ValueError(f"{op}: f sums to zero and cannot be normalized")
+    if separable:
+        g1 = math.sqrt(gain)
+        fv = [v / total * g1 for v in rows[0]]  # true-convolution order
+        if flip_filter:
+            fv = fv[::-1]
+        corr = fv[::-1]
+        taps = corr + corr
+        conv2d = [[a * b for b in fv] for a in fv]
+    else:
+        fm = [[v / total * gain for v in r] for r in rows]
+        if flip_filter:
+            fm = [r[::-1] for r in fm[::-1]]
+        corr = [r[::-1] for r in fm[::-1]]
+        taps = [v for r in corr for v in r]
+        conv2d = fm
+    return _Fir(taps, fh, fw, separable, conv2d)
+
+
+def _fir_filter_ref(x: torch.Tensor, f2d, padding) -> torch.Tensor:
+    """Pure-PyTorch FIR filter: pad (negative crops), then true 2-D convolution with f2d
+    (a nested list or tensor) per channel."""
+    px0, px1, py0, py1 = padding
+    x = F.pad(x, [px0, px1, py0, py1])
+    f = torch.as_tensor(f2d, dtype=x.dtype, device=x.device).flip([0, 1])
+    c = x.shape[1]
+    w = f[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(x, w, groups=c)
+
+
+def _check_tensors(x, weight, bias, op):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{op}: weight must be a tensor, got {type(weight).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{op}: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-D [out, in, kh, kw], got shape {tuple(weight.shape)}")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"{op}: weight has {weight.shape[1]} input channels but x has {x.shape[1]} channels"
+        )
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{op}: weight has dtype {weight.dtype} but x has dtype {x.dtype}")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor):
+            raise TypeError(f"{op}: bias must be a tensor or None, got {type(bias).__name__}")
+        if bias.ndim != 1 or bias.shape[0] != weight.shape[0]:
+            raise ValueError(
+                f"{op}: bias must have shape ({weight.shape[0]},) (weight's output channels), "
+                f"got {tuple(bias.shape)}"
+            )
+        if bias.dtype != x.dtype:
+            raise TypeError(f"{op}: bias has dtype {bias.dtype} but x has dtype {x.dtype}")
+
+
+def _check_factor(v, name, op):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{op}: {name} must be an int >= 1, got {v!r}")
+
+
+def _pair(v, name, op):
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v, v
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return int(v[0]), int(v[1])
+    raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+
+
+def _up_geometry(weight, fir: _Fir, up: int, padding):
+    """conv2d_resample's padding arithmetic for the transposed-convolution path:
+    returns (conv_transpose padding [pyt, pxt], FIR padding [px0, px1, py0, py1])."""
+    kh, kw = weight.shape[2], weight.shape[3]
+    py, px = padding
+    px0 = px + (fir.fw + up - 1) // 2 - (kw - 1)
+    px1 = px + (fir.fw - up) // 2 - (kw - up)
+    py0 = py + (fir.fh + up - 1) // 2 - (kh - 1)
+    py1 = py + (fir.fh - up) // 2 - (kh - up)
+    pxt = max(min(-px0, -px1), 0)
+    pyt = max(min(-py0, -py1), 0)
+    return [pyt, pxt], [px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt]
+
+
+def _fir_bias_act(t, b, fir: _Fir, pad, act, alpha, gain, clamp):
+    """FIR filter + bias + activation: the fused op when available, else the reference."""
+    if _backend.use_kernel(t):
+        y, _ = torch.ops.fastgan.fir_bias_act(
+            t, b, fir.taps, fir.fh, fir.fw, fir.separable, pad, act, alpha, gain, clamp
+        )
+        return y
+    return _bias_act_ref(_fir_filter_ref(t, fir.conv2d, pad), b, 1, act, alpha, gain, clamp)
+
+
+def _prepare(x, weight, bias, f, factor, factor_name, act, alpha, gain, clamp, padding,
+             flip_filter, op):
+    _check_tensors(x, weight, bias, op)
+    _check_factor(factor, factor_name, op)
+    if act not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown act {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+    _, alpha, gain, clamp = _check_args(x, None, 1, act, alpha, gain, clamp)
+    if padding is None:
+        padding = (weight.shape[2] // 2, weight.shape[3] // 2)
+    padding = _pair(padding, "padding", op)
+    return alpha, gain, clamp, padding
+
+
+def upsample_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    f: FilterLike = (1, 3, 3, 1),
+    up: int = 2,
+    act: str = "lrelu",
+    alpha: Optional[float] = None,
+    gain: Optional[float] = None,
+    clamp: Optional[float] = None,
+    *,
+    padding=None,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """``bias_act(conv2d_resample(x, weight, f, up=up, padding=padding), bias, act=act,
+    alpha=alpha, gain=gain, clamp=clamp)``, with the filter, bias and activation fused.
+
+    Args:
+        x: [N, C_in, H, W] float32/float64/float16/bfloat16, contiguous or channels_last.
+        weight: [C_out, C_in, kh, kw] convolution weight (conv2d_resample's convention).
+        bias: optional [C_out].
+        f: FIR filter, 1-D (separable) or 2-D, at most 8 taps per axis; normalized to unit
+            sum and scaled by ``up**2``.
+        up: upsampling factor (int >= 1; 1 means a plain same-padded convolution + bias_act).
+        act, alpha, gain, clamp: as :func:`fastgan.ops.bias_act` (gain default sqrt(2) for
+            lrelu).
+        padding: int or (py, px) padding of the convolution (default ``k // 2``).
+        flip_weight, flip_filter: as conv2d_resample (defaults give its default behaviour).
+
+    Returns [N, C_out, H * up, W * up] for odd k with the default padding.
+    """
+    op = "upsample_conv2d"
+    alpha, gain, clamp, padding = _prepare(
+        x, weight, bias, f, up, "up", act, alpha, gain, clamp, padding, flip_filter, op
+    )
+    if up == 1:
+        w = weight if flip_weight else weight.flip([2, 3])
+        t = F.conv2d(x, w, padding=padding)
+        from .bias_act import bias_act
+
+        return bias_act(t, bias, 1, act, alpha, gain, None if clamp < 0 else clamp)
+    fir = _parse_filter(f, float(up * up), flip_filter, op)
+    tpad, fpad = _up_geometry(weight, fir, up, padding)
+    wt = weight.transpose(0, 1)
+    if flip_weight:
+        wt = wt.flip([2, 3])
+    t = F.conv_transpose2d(x, wt, stride=up, padding=tpad)
+    if t.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or t.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
+        raise ValueError(f"{op}: padding {padding} leaves an empty output")
+    return _fir_bias_act(t, bias, fir, fpad, act, alpha, gain, clamp)
+
+
+def upsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), up=2, act="lrelu", alpha=None,
+                        gain=None, clamp=None, *, padding=None, flip_weight=True,
+                        flip_filter=False):
+    """Pure-PyTorch reference of :func:`upsample_conv2d` (same arguments and result):
+    conv_transpose2d, pad, depthwise conv2d, bias, activation, gain, clamp."""
+    with _backend.use_reference():
+        return upsample_conv2d(x, weight, bias, f, up, act, alpha, gain, clamp,
+                               padding=padding, flip_weight=flip_weight, flip_filter=flip_filter)
+
+
+def downsample_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    f: FilterLike = (1, 3, 3, 1),
+    down: int = 2,
+    act: str = "lrelu",
+    alpha: Optional[float] = None,
+    gain: Optional[float] = None,
+    clamp: Optional[float] = None,
+    *,
+    padding=None,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """``bias_act(conv2d_resample(x, weight, f, down=down, padding=padding), bias, ...)``:
+    the FIR filter (one fused pass, saves nothing), the strided convolution (ATen), then
+    the fused bias + activation. Output [N, C_out, H // down, W // down] for odd k."""
+    op = "downsample_conv2d"
+    alpha, gain, clamp, padding = _prepare(
+        x, weight, bias, f, down, "down", act, alpha, gain, clamp, padding, flip_filter, op
+    )
+    from .bias_act import bias_act
+
+    w = weight if flip_weight else weight.flip([2, 3])
+    clamp_arg = None if clamp < 0 else clamp
+    if down == 1:
+        t = F.conv2d(x, w, padding=padding)
+        return bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
+    fir = _parse_filter(f, 1.0, flip_filter, op)
+    py, px = padding
+    fpad = [px + (fir.fw - down + 1) // 2, px + (fir.fw - down) // 2,
+            py + (fir.fh - down + 1) // 2, py + (fir.fh - down) // 2]
+    if x.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or x.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
+        raise ValueError(f"{op}: padding {padding} leaves an empty output")
+    t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
+    t = F.conv2d(t, w, stride=down)
+    return bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
+
+
+def downsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), down=2, act="lrelu",
+                          alpha=None, gain=None, clamp=None, *, padding=None,
+                          flip_weight=True, flip_filter=False):
+    """Pure-PyTorch reference of :func:`downsample_conv2d`."""
+    with _backend.use_reference():
+        return downsample_conv2d(x, weight, bias, f, down, act, alpha, gain, clamp,
+                                 padding=padding, flip_weight=flip_weight,
+                                 flip_filter=flip_filter)
+
+
+# --------------------------------------------------------------------------------------
+# Fake kernels and autograd of fastgan::fir_bias_act / fir_bias_act_grad.
+# --------------------------------------------------------------------------------------
+
+
+def _save_mode(act: str, clamp: float) -> str:
+    if act == "linear" and clamp < 0:
+        return "none"
+    return "mask" if ACTIVATIONS[act].piecewise_linear else "z"
+
+
+def _fmt(t: torch.Tensor):
+    cl = (not t.is_contiguous()) and t.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if cl else torch.contiguous_format
+
+
+def _fir_bias_act_fake(x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp):
+    n, c, h, w = x.shape
+    shape = (n, c, h + pad[2] + pad[3] - fh + 1, w + pad[0] + pad[1] - fw + 1)
+    fmt = _fmt(x)
+    y = x.new_empty(shape).contiguous(memory_format=fmt)
+    mode = _save_mode(act, clamp)
+    if mode == "mask":
+        saved = x.new_empty(shape, dtype=torch.uint8).contiguous(memory_format=fmt)
+    elif mode == "z":
+        saved = x.new_empty(shape).contiguous(memory_format=fmt)
+    else:
+        saved = x.new_empty((0,), dtype=torch.uint8)
+    return y, saved
+
+
+def _fir_bias_act_grad_fake(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w, act,
+                            alpha, gain, clamp, reduce):
+    n, c = grad.shape[:2]
+    gx = grad.new_empty((n, c, in_h, in_w)).contiguous(memory_format=_fmt(grad))
+    gb = grad.new_empty((c,) if reduce else (0,))
+    return gx, gb
+
+
+def _fwd_setup_context(ctx, inputs, output):
+    x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp = inputs
+    _, saved = output
+    ctx.fir = (f, fh, fw, separable, pad)
+    ctx.act = (act, alpha, gain, clamp)
+    ctx.in_hw = (x.shape[2], x.shape[3])
+    ctx.has_b = b is not None
+    ctx.save_for_backward(saved)
+
+
+def _fwd_backward(ctx, gy, gsaved):
+    f, fh, fw, separable, pad = ctx.fir
+    act, alpha, gain, clamp = ctx.act
+    need_x = ctx.needs_input_grad[0]
+    need_b = ctx.needs_input_grad[1] and ctx.has_b
+    (saved,) = ctx.saved_tensors
+    gz = gsaved if (gsaved is not None and saved.is_floating_point()) else None
+    if not (need_x or need_b) or (gy is None and gz is None):
+        return (None,) * 11
+    if gy is None:
+        gy = torch.zeros_like(gz)
+    gx, gb = torch.ops.fastgan.fir_bias_act_grad(
+        gy, saved, gz, f, fh, fw, separable, pad, ctx.in_hw[0], ctx.in_hw[1], act, alpha,
+        gain, clamp, need_b,
+    )
+    return (gx if need_x else None, gb if need_b else None) + (None,) * 9
+
+
+def _mask_factor(mask, act, alpha, gain, dtype):
+    """dy/dz from the uint8 mask, as a tensor (for double backward)."""
+    live = (mask & 2) != 0
+    if act == "linear":
+        slope = torch.full_like(mask, 1, dtype=dtype) * gain
+    else:
+        neg = alpha * gain if act == "lrelu" else 0.0
+        slope = torch.where((mask & 1) != 0, gain, neg).to(dtype)
+    return torch.where(live, slope, torch.zeros((), dtype=dtype, device=mask.device))
+
+
+def _grad_setup_context(ctx, inputs, output):
+    grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w, act, alpha, gain, clamp, reduce = inputs
+    ctx.fir = (f, fh, fw, separable, pad)
+    ctx.act = (act, alpha, gain, clamp)
+    ctx.reduce = reduce
+    ctx.has_gz = gz is not None
+    ctx.shape_in = (grad.shape[0], grad.shape[1], in_h, in_w)
+    mode = _save_mode(act, clamp)
+    ctx.mode = mode
+    ctx.save_for_backward(grad if mode == "z" else None, saved)
+
+
+def _grad_backward(ctx, h_gx, h_gb):
+    f, fh, fw, separable, pad = ctx.fir
+    act, alpha, gain, clamp = ctx.act
+    grad, saved = ctx.saved_tensors
+    if h_gx is None and (h_gb is None or not ctx.reduce):
+        return (None,) * 15
+    n, c, in_h, in_w = ctx.shape_in
+    if h_gx is None:
+        h_gx = h_gb.new_zeros((n, c, in_h, in_w))
+    hb = h_gb if ctx.reduce else None
+    # The adjoint of (grad -> gx, gb) applied to (h_gx, h_gb): the forward filter + bias.
+    u, _ = torch.ops.fastgan.fir_bias_act(
+        h_gx, hb, f, fh, fw, separable, pad, "linear", 0.0, 1.0, -1.0
+    )
+    d_grad = d_saved = d_gz = None
+    if ctx.needs_input_grad[0]:
+        if ctx.mode == "none":
+            d_grad = u * gain
+        elif ctx.mode == "mask":
+            d_grad = u * _mask_factor(saved, act, alpha, gain, u.dtype)
+        else:
+            d_grad, _ = torch.ops.fastgan.bias_act_grad(
+                u, saved, None, 1, act, alpha, gain, clamp, False, 1, False
+            )
+    if ctx.mode == "z" and ctx.needs_input_grad[1]:
+        d_saved, _ = torch.ops.fastgan.bias_act_grad(
+            u * grad, saved, None, 1, act, alpha, gain, clamp, False, 2, False
+        )
+    if ctx.has_gz and ctx.needs_input_grad[2]:
+        d_gz = u
+    return (d_grad, d_saved, d_gz) + (None,) * 12
+
+
+def _register() -> None:
+    lib = "fastgan::"
+    torch.library.register_fake(lib + "fir_bias_act")(_fir_bias_act_fake)
+    torch.library.register_fake(lib + "fir_bias_act_grad")(_fir_bias_act_grad_fake)
+    torch.library.register_autograd(
+        lib + "fir_bias_act", _fwd_backward, setup_context=_fwd_setup_context
+    )
+    torch.library.register_autograd(
+        lib + "fir_bias_act_grad", _grad_backward, setup_context=_grad_setup_context
+    )
+
+
+if _backend.extension() is not None and hasattr(torch.ops.fastgan, "fir_bias_act"):
+    _register()
