@@ -125,3 +125,14 @@ def test_every_registered_case_runs_tiny():
                                                  impls=("fastgan", "reference", "eager")))
     bad = [(r.key, r.message) for r in results if r.status != "ok"]
     assert not bad
+
+
+def test_a_reference_that_raises_is_reported_not_fatal():
+    case = _case()
+
+    def boom(x):
+        raise RuntimeError("no kernel for this")
+
+    case.impls["reference"] = boom
+    results = run([case], Settings(**SMALL))
+    assert results and all(r.status == "error" and "no kernel for this" in r.message for r in results)

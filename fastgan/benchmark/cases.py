@@ -405,3 +405,137 @@ for _model, _desc in (
             available=_has_training,
         )
     )
+
+
+# --- fused upsampling block -----------------------------------------------------------
+
+
+def _up_block_inputs(device, dtype, layout, size, gen):
+    n, c, h = {"full": (8, 128, 32), "quick": (4, 32, 16), "tiny": (2, 3, 5)}[size]
+    x = torch.randn((n, c, h, h), generator=gen)
+    w = torch.randn((c, c, 3, 3), generator=gen) / math.sqrt(c * 9)
+    b = torch.randn(c, generator=gen)
+    return (_to_layout(x.to(device, dtype), layout), w.to(device, dtype), b.to(device, dtype))
+
+
+def _up_block_fastgan(x, w, b):
+    from fastgan.ops import upsample_conv2d
+
+    return upsample_conv2d(x, w, b)
+
+
+def _up_block_stock(x, w, b):
+    """conv_transpose2d (stride 2), pad, depthwise [1,3,3,1] blur (gain 4), bias, leaky ReLU, gain."""
+    t = F.conv_transpose2d(x, w.transpose(0, 1).flip([2, 3]), stride=2)
+    t = F.pad(t, [1, 1, 1, 1])
+    f = torch.tensor(_FIR, device=x.device, dtype=x.dtype)
+    f2 = torch.outer(f, f) / f.sum() ** 2 * 4
+    c = t.shape[1]
+    t = F.conv2d(t, f2.flip([0, 1])[None, None].expand(c, 1, 4, 4), groups=c)
+    return F.leaky_relu(t + b.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+
+
+register(
+    Case(
+        name="upsample_conv2d",
+        group="layer",
+        description="fused upsampling block: 3x3 transposed conv x2, [1,3,3,1] blur, bias, lrelu",
+        make_inputs=_up_block_inputs,
+        impls={
+            "fastgan": _up_block_fastgan,
+            "reference": _with_reference(_up_block_fastgan),
+            "eager": _up_block_stock,
+            "compile": _compiled(_up_block_stock),
+        },
+        available=_has_op("upsample_conv2d"),
+    )
+)
+
+
+# --- penalty steps --------------------------------------------------------------------
+
+
+class _PenaltyStep:
+    """R1 (StyleGAN2-style residual D, 64 px, batch 16) or WGAN-GP (DCGAN-style critic,
+    64 px, batch 64): the penalty with create_graph, then backward to D's parameters.
+    fastgan: fused layers + fastgan.losses (grad_penalty op, no_weight_gradients);
+    stock: the same architecture and weights in stock layers + the textbook penalty."""
+
+    SIZES = {
+        "r1": ("stylegan2-256", {"full": dict(resolution=64, max_ch=128, batch_size=16), "quick": dict(resolution=32, max_ch=64, batch_size=8),
+                                 "tiny": dict(resolution=16, max_ch=16, batch_size=2)}),
+        "wgangp": ("fmnist-wgan-gp", {"full": dict(resolution=64, img_channels=3, batch_size=64), "quick": dict(resolution=32, img_channels=3, batch_size=16),
+                                      "tiny": dict(resolution=16, img_channels=3, base_ch=8, max_ch=16, batch_size=2)}),
+    }
+
+    def __init__(self, kind: str, layers: str, compiled: bool = False):
+        self.kind, self.layers, self.compiled = kind, layers, compiled
+        self.D = None
+
+    @classmethod
+    def config(cls, kind, size):
+        from fastgan.train.config import make_config
+
+        preset, sizes = cls.SIZES[kind]
+        return make_config(preset, overrides=sizes[size])
+
+    def configure(self, device, dtype, layout, size):
+        from fastgan.models import build_models
+
+        torch.manual_seed(0)
+        _, D = build_models(self.config(self.kind, size), 0, layers=self.layers)
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        self.D = D.to(device, dtype, memory_format=fmt)
+        self.call = torch.compile(self.D) if self.compiled else self.D
+
+    def __call__(self, real, fake):
+        from fastgan import losses
+
+        if self.D is None:
+            raise RuntimeError("benchmark step used before configure()")
+        self.D.zero_grad(set_to_none=True)
+        naive = self.layers == "stock"
+        if self.kind == "r1":
+            fn = losses.r1_penalty_naive if naive else losses.r1_penalty
+            loss = fn(self.call, real, 1.0)
+        else:
+            fn = losses.wgan_gp_penalty_naive if naive else losses.wgan_gp_penalty
+            eps = torch.rand((real.shape[0], 1, 1, 1), device=real.device, dtype=real.dtype)
+            loss = fn(self.call, real, fake, eps=eps)
+        loss.backward()
+        return loss.detach().reshape(1)
+
+
+def _penalty_inputs(kind):
+    def make(device, dtype, layout, size, gen):
+        cfg = _PenaltyStep.config(kind, size)
+        shape = (cfg.batch_size, cfg.img_channels, cfg.resolution, cfg.resolution)
+        real, fake = (torch.rand(shape, generator=gen) * 2 - 1 for _ in range(2))
+        return tuple(_to_layout(t.to(device, dtype), layout) for t in (real, fake))
+
+    return make
+
+
+for _kind, _desc in (
+    ("r1", "R1 step: StyleGAN2-style D 64 px (max 128 ch), batch 16, penalty + backward to D"),
+    ("wgangp", "WGAN-GP critic step: DCGAN-style critic 64 px, batch 64, penalty + backward to D"),
+):
+    register(
+        Case(
+            name=f"{_kind}_step",
+            group="train",
+            description=_desc,
+            make_inputs=_penalty_inputs(_kind),
+            impls={
+                "fastgan": _PenaltyStep(_kind, "fastgan"),
+                "reference": _with_reference(_PenaltyStep(_kind, "fastgan")),
+                "eager": _PenaltyStep(_kind, "stock"),
+                "compile": _PenaltyStep(_kind, "stock", compiled=True),
+            },
+            modes=("step",),
+            dtypes=("float32",),
+            check_against="same",
+            tolerance={torch.float32: 2e-3},
+            available=_has_training,
+        )
+    )

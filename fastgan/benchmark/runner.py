@@ -232,16 +232,14 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
         base_sets = [case.make_inputs(device, dtype, layout, settings.size, gen) for _ in range(settings.n_sets)]
         sets = [_prepare(s, train) for s in base_sets]
         grads = [None] * len(sets)
-        if train:
-            ref_out = case.impls[impls[0]](*_prepare(base_sets[0], False)).detach()
-            grads = [
-                torch.randn(ref_out.shape, generator=gen).to(device=device, dtype=ref_out.dtype).to(
-                    memory_format=torch.channels_last if layout == "channels_last" and ref_out.dim() == 4 else torch.contiguous_format
-                )
-                for _ in sets
-            ]
         ref_name = "reference" if "reference" in case.impls else "eager"
         try:
+            if train:
+                _configure(case.impls[ref_name], device, dtype, layout, settings.size)
+                ref_out = case.impls[ref_name](*_prepare(base_sets[0], False)).detach()
+                fmt = torch.channels_last if layout == "channels_last" and ref_out.dim() == 4 else torch.contiguous_format
+                grads = [torch.randn(ref_out.shape, generator=gen).to(device=device, dtype=ref_out.dtype).to(memory_format=fmt)
+                         for _ in sets]
             if case.check_against == "float64":
                 check_inputs = tuple(t.double() if t.is_floating_point() else t for t in base_sets[0])
                 check_grad = grads[0].double() if grads[0] is not None else None
@@ -253,7 +251,7 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
             want = (want[0].detach(), tuple(g.detach() for g in want[1]))
         except Exception as e:  # the reference itself cannot run this combination
             for impl in impls:
-                results.append(Result(case.name, impl, mode, dtype_name, layout, device.type, "error", f"reference failed: {e}"))
+                results.append(Result(case.name, impl, mode, dtype_name, layout, device.type, "error", f"reference failed: {type(e).__name__}: {e}"))
             continue
         copy_gbs = None
         for impl in impls:
