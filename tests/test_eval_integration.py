@@ -173,22 +173,22 @@ def test_training_metrics_best_checkpoint(data, tmp_path, cache):
 
 def test_training_metrics_do_not_change_training(data, tmp_path):
     """Evaluation draws no numbers from the training RNG streams: same weights with or without."""
-    plain = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "a", steps=4))
+    plain = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "a", steps=3))
     plain.run()
     assert plain.evaluator is None
     assert not (tmp_path / "a" / "checkpoints" / "best.pt").exists()
     assert not any("metric/" in line for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines())
-    evald = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "b", steps=4, metrics="fid_classifier",
+    evald = Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "b", steps=3, metrics="fid_classifier",
                                 metrics_every=1, metrics_num_gen=8))
     evald.run()
-    assert len(_metric_rows(tmp_path / "b")) == 4
+    assert len(_metric_rows(tmp_path / "b")) == 3
     assert _state_equal(plain.G.state_dict(), evald.G.state_dict())
     assert _state_equal(plain.D.state_dict(), evald.D.state_dict())
 
 
 @pytest.mark.parametrize("metric,values,best_step", [
-    ("fid_classifier", [3.0, 1.0, 2.0, float("nan")], 4),  # lower is better; NaN never wins
-    ("precision_classifier", [0.2, 0.1, 0.7, 0.5], 6),  # higher is better
+    ("fid_classifier", [3.0, 1.0, 2.0, float("nan")], 2),  # lower is better; NaN never wins
+    ("precision_classifier", [0.2, 0.1, 0.7, 0.5], 3),  # higher is better
 ])
 def test_best_checkpoint_follows_metric_direction(data, tmp_path, monkeypatch, metric, values, best_step):
     scripted = iter(values)
@@ -198,10 +198,11 @@ def test_best_checkpoint_follows_metric_direction(data, tmp_path, monkeypatch, m
 
     monkeypatch.setattr(TrainingEvaluator, "evaluate", fake_evaluate)
     out = tmp_path / "run"
-    cfg = tiny_config("fmnist-dcgan", data, out, steps=4, metrics=metric, metrics_every=2)
+    cfg = tiny_config("fmnist-dcgan", data, out, steps=2, metrics=metric, metrics_every=1)
     Trainer(cfg).run()
-    # resume with more steps: the best value so far travels in the checkpoint
-    Trainer(tiny_config("fmnist-dcgan", data, out, steps=8, metrics=metric, metrics_every=2), resume="auto").run()
+    # resume with more steps: the best value so far travels in the checkpoint (a worse value at
+    # step 3 must not replace best.pt from step 2)
+    Trainer(tiny_config("fmnist-dcgan", data, out, steps=4, metrics=metric, metrics_every=1), resume="auto").run()
     best = load_checkpoint(out / "checkpoints" / "best.pt")
     assert best["step"] == best_step and best["best"]["step"] == best_step
-    assert best["best"]["value"] == values[best_step // 2 - 1]
+    assert best["best"]["value"] == values[best_step - 1]
