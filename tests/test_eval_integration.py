@@ -206,3 +206,38 @@ def test_best_checkpoint_follows_metric_direction(data, tmp_path, monkeypatch, m
     best = load_checkpoint(out / "checkpoints" / "best.pt")
     assert best["step"] == best_step and best["best"]["step"] == best_step
     assert best["best"]["value"] == values[best_step - 1]
+
+
+def _ddp_worker(rank, world, port, data, out, result_dir):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    t = Trainer(tiny_config("fmnist-dcgan", data, out, steps=2, device="cpu", metrics="fid_classifier,kid_classifier",
+                            metrics_every=1, metrics_num_gen=16))
+    t.run()
+    torch.save({"G": t.G.state_dict(), "best": t.evaluator.best,
+                "classifier": t.evaluator.classifier[0].state_dict()}, os.path.join(result_dir, f"r{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_training_metrics_ddp_two_processes(data, tmp_path):
+    """2 gloo ranks: one classifier (trained by rank 0), the same metric values, best.pt by rank 0."""
+    import torch.multiprocessing as mp
+
+    from tests.test_ddp import _free_port
+
+    out = tmp_path / "run"
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(data), str(out), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    r0, r1 = torch.load(tmp_path / "r0.pt"), torch.load(tmp_path / "r1.pt")
+    assert _state_equal(r0["G"], r1["G"]) and _state_equal(r0["classifier"], r1["classifier"])
+    assert r0["best"] == r1["best"] and r0["best"]["metric"] == "fid_classifier"
+    rows = _metric_rows(out)
+    assert [r["step"] for r in rows] == [1, 2]  # written once, by rank 0
+    assert load_checkpoint(out / "checkpoints" / "best.pt")["best"] == r0["best"]

@@ -120,7 +120,18 @@ class TrainingEvaluator:
 
             t = self.trainer
             train, test = load_idx_dataset(self.data_root, "train"), load_idx_dataset(self.data_root, "test")
-            self.classifier = load_or_train_classifier(train, test, device=t.device, train_if_missing=True, log=t._log)
+            # every rank must use the same classifier: rank 0 trains (or loads) it, the others load
+            # rank 0's cached file afterwards
+            if t.info.is_main:
+                torch.manual_seed(t.cfg.seed)  # reproducible training (dropout); inside fork_rng
+                self.classifier = load_or_train_classifier(train, test, device=t.device, train_if_missing=True,
+                                                           log=t._log)
+            if t.info.world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
+            if not t.info.is_main:
+                self.classifier = load_or_train_classifier(train, test, device=t.device)
         return self.classifier
 
     def evaluate(self, step: int) -> tuple[dict, float]:
