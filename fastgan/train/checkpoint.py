@@ -11,6 +11,7 @@ from typing import Any, Optional
 import torch
 
 FORMAT = "fastgan-checkpoint-v1"
+BEST_NAME = "best.pt"
 _NAME = re.compile(r"^ckpt-(\d{8,})\.pt$")
 
 
@@ -68,6 +69,15 @@ def atomic_save(obj: Any, path: Path) -> Path:
             tmp.unlink()
     _fsync_dir(path.parent)
     return path
+
+
+def save_best(state: dict, folder: Path, modules: tuple = ()) -> Optional[Path]:
+    """Writes best.pt atomically (never with non-finite weights; then returns None). It is not
+    a ckpt-*.pt, so keep-last-N and ``--resume auto`` leave it alone."""
+    for m in modules:
+        if not all_finite(m):
+            return None
+    return atomic_save(dict(state, format=FORMAT), Path(folder) / BEST_NAME)
 
 
 def list_checkpoints(folder: Path) -> list[Path]:

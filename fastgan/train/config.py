@@ -66,6 +66,11 @@ class TrainConfig:
     skip_nonfinite: bool = False
     # progressive growing (progan): images seen per fade-in and per stable phase
     phase_kimg: float = 0.0
+    # evaluation during training (fastgan.metrics); empty: off
+    metrics: str = ""  # comma-separated metric names; the first picks checkpoints/best.pt
+    metrics_every: int = 500
+    metrics_num_gen: int = 2000
+    metrics_num_real: int = 0  # 0: the whole training split
     extra: dict = field(default_factory=dict)  # reserved; must stay empty in config files
 
     def validate(self) -> "TrainConfig":
@@ -93,6 +98,15 @@ class TrainConfig:
             bad("data_format", f"expected auto, idx, folder, zip or npy, got {self.data_format!r}")
         if self.extra:
             bad("extra", "reserved, must be empty")
+        if self.metrics:
+            from .evaluation import parse_metric_names
+            parse_metric_names(self.metrics)
+            if self.metrics_every < 1:
+                bad("metrics_every", f"must be >= 1, got {self.metrics_every}")
+            if self.metrics_num_gen < 2:
+                bad("metrics_num_gen", f"must be >= 2, got {self.metrics_num_gen}")
+            if self.metrics_num_real < 0:
+                bad("metrics_num_real", f"must be >= 0 (0: all), got {self.metrics_num_real}")
         from ..losses import LOSS_KINDS
         if self.loss not in LOSS_KINDS:
             bad("loss", f"expected one of {', '.join(LOSS_KINDS)}, got {self.loss!r}")
@@ -107,6 +121,7 @@ RESUME_FREE_KEYS = frozenset({
     "steps", "out", "sample_every", "ckpt_every", "keep_ckpts", "log_every", "sample_n",
     "tensorboard", "progress", "num_workers", "device", "compile", "skip_nonfinite", "data",
     "layers",  # same parameters either way
+    "metrics", "metrics_every", "metrics_num_gen", "metrics_num_real",  # evaluation only
 })
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -179,6 +194,8 @@ def _coerce(name: str, value: Any) -> Any:
         typ = float
     if name == "data":
         typ = str
+    if name == "metrics" and isinstance(value, (list, tuple)):  # YAML/JSON list of names
+        value = ",".join(str(v) for v in value)
     if typ is bool and not isinstance(value, bool):
         raise ValueError(f"{name}: expected true/false, got {value!r}")
     if typ in (int, float) and isinstance(value, bool):

@@ -96,6 +96,7 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1000 + 1 + self.info.rank)
         random.seed(cfg.seed * 1000 + 1 + self.info.rank)
         self.resumed_from = None
+        self._resumed_best = None
         if resume is not None:
             path = ck.resolve_resume(resume, self.ckpt_dir)
             if path is not None:
@@ -107,6 +108,11 @@ class Trainer:
         self.stream = BatchStream(self.source, cfg.batch_size, cfg.seed, self.info.rank, self.info.world,
                                   cfg.num_workers, pin_memory=self.device.type == "cuda")
         self._stop_signal = 0
+        self.evaluator = None
+        if cfg.metrics:
+            from .evaluation import TrainingEvaluator
+            self.evaluator = TrainingEvaluator(self)
+            self.evaluator.best = self._resumed_best
 
     # ---- setup ----------------------------------------------------------------------------
     def _optimizer(self, m: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -123,6 +129,7 @@ class Trainer:
             "step": self.step, "batches": self.batches, "skipped": self.skipped,
             "rng": rngs, "world_size": self.info.world, "config": self.cfg.to_dict(),
             "dataset": self.source.fingerprint, "num_classes": self.num_classes,
+            "best": dict(self.evaluator.best) if getattr(self, "evaluator", None) and self.evaluator.best else None,
         }
 
     def _load(self, path: Path) -> None:
@@ -144,6 +151,7 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as e:
             raise ck.CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from e
         self.step, self.batches, self.skipped = int(state["step"]), int(state["batches"]), int(state.get("skipped", 0))
+        self._resumed_best = state.get("best")
         rngs = state.get("rng") or []
         if int(state.get("world_size", 1)) == self.info.world and len(rngs) > self.info.rank:
             ck.set_rng_state(rngs[self.info.rank])
@@ -229,6 +237,28 @@ class Trainer:
             self._log(f"step {self.step}: non-finite weights, checkpoint NOT written (the last good one stays)")
         return path
 
+    def _evaluate(self) -> None:
+        """Every rank: compute cfg.metrics; rank 0 logs them; best.pt when the first improves."""
+        values, secs = self.evaluator.evaluate(self.step)
+        improved = any_flag(self.evaluator.improved(values, self.step), self.info)
+        if self.info.is_main:
+            row = {f"metric/{k}": v for k, v in values.items()}
+            row.update(step=self.step, eval_seconds=secs, time=time.time())
+            self._metrics_fh.write(json.dumps(row) + "\n")
+            self._metrics_fh.flush()
+            if self._tb is not None:
+                for k, v in values.items():
+                    self._tb.add_scalar(f"metrics/{k}", v, self.step)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if not k.endswith("_std"))
+            self._log(f"step {self.step}: {shown} ({secs:.1f} s)")
+        if improved:
+            state = self._state()  # collective
+            if self.info.is_main:
+                path = ck.save_best(state, self.ckpt_dir, (self.G, self.D, self.G_ema))
+                b = self.evaluator.best
+                self._log(f"step {self.step}: best {b['metric']} {b['value']:.4g}, wrote {path}" if path else
+                          f"step {self.step}: non-finite weights, best.pt NOT written")
+
     def _loss_curve(self) -> Optional[Path]:
         path = self.out / "metrics.jsonl"
         if not self.info.is_main or not path.is_file():
@@ -236,7 +266,10 @@ class Trainer:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if not rows:
             return None
-        rows = {r["step"]: r for r in rows}  # a resumed run may repeat steps: keep the last
+        merged: dict = {}
+        for r in rows:  # a resumed run may repeat steps: keep the last; metric rows share steps
+            merged.setdefault(r["step"], {}).update(r)
+        rows = merged
         steps = sorted(rows)
         import matplotlib
         matplotlib.use("Agg")
@@ -400,6 +433,8 @@ class Trainer:
                     sums, t_log, imgs_log = {}, time.perf_counter(), 0
                 if self.step % cfg.sample_every == 0:
                     self._write_samples()
+                if self.evaluator is not None and (self.step % cfg.metrics_every == 0 or self.step == cfg.steps):
+                    self._evaluate()
                 stop = any_flag(self._stop_signal != 0, self.info)
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or stop:
                     last_ckpt = self.save() or last_ckpt
