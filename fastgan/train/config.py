@@ -126,9 +126,9 @@ RESUME_FREE_KEYS = frozenset({
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The main job: Fashion-MNIST on a 2-core CPU in about 6 minutes (see README).
-    "fmnist-dcgan": dict(model="dcgan", resolution=28, base_ch=32, batch_size=128, steps=900,
-                         lr_g=2e-4, lr_d=2e-4, beta1=0.5, ema_beta=0.99, sample_every=150,
-                         ckpt_every=300, out="runs/fmnist-dcgan"),
+    "fmnist-dcgan": dict(model="dcgan", resolution=28, base_ch=32, batch_size=64, steps=1400,
+                         lr_g=2e-4, lr_d=2e-4, beta1=0.5, ema_beta=0.95, sample_every=350,
+                         ckpt_every=700, log_every=50, out="runs/fmnist-dcgan"),
     "fmnist-cgan": dict(model="cgan", resolution=28, base_ch=32, num_classes=-1, steps=900,
                         ema_beta=0.99, sample_every=150, ckpt_every=300, out="runs/fmnist-cgan"),
     "fmnist-wgan": dict(model="wgan", resolution=28, base_ch=32, loss="wasserstein", optimizer="rmsprop",
