@@ -5,11 +5,12 @@
 // One thread per destination element, in memory order (contiguous or channels_last), so
 // loads and stores are coalesced in both layouts; the fh x fw taps re-read neighbours that
 // the L1/L2 caches hold. The taps travel in the kernel's parameter block (no global
-// constant memory). The backward kernel covers the union of the input and output grids:
-// each thread writes its gx element (the transposed filter of g = grad * dy/dz) and adds
-// its own g element to the bias gradient (warp-reduced, then one float atomic per warp and
-// channel), so the backward is one kernel. The atomics make the bias gradient's summation
-// order, and so its last bits, vary from run to run.
+// constant memory) and each block copies them to shared memory. The backward kernel
+// covers the union of the input and output grids: each thread writes its gx element (the
+// transposed filter of g = grad * dy/dz) and adds its own g element to the bias gradient
+// (warp-reduced, then one float atomic per warp and channel), so the backward is one
+// kernel. The atomics make the bias gradient's summation order, and so its last bits,
+// vary from run to run.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -94,6 +95,16 @@ KAct<acc_t> make_kact(double alpha, double gain, double clamp) {
   return a;
 }
 
+// Copies the taps from the parameter block into shared memory: the tap loops index them
+// dynamically, which on parameter space costs address arithmetic (and registers) per tap.
+// Every thread of the block must call it (it synchronizes).
+template <typename acc_t>
+__device__ __forceinline__ void load_taps(const KTaps<acc_t>& t, acc_t* sf) {
+  const int nt = t.fh * t.fw;
+  for (int k = threadIdx.x; k < nt; k += kThreads) sf[k] = t.f[k];
+  __syncthreads();
+}
+
 template <typename scalar_t, Act A, FirSave M>
 __global__ void __launch_bounds__(kThreads)
     fir_bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
@@ -101,6 +112,8 @@ __global__ void __launch_bounds__(kThreads)
                         scalar_t* __restrict__ zs, KGeom g, KTaps<at::opmath_type<scalar_t>> t,
                         KAct<at::opmath_type<scalar_t>> ap, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t sf[kFirMaxTaps * kFirMaxTaps];
+  load_taps(t, sf);
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= total) return;
   int64_t n, c, h, w;
@@ -112,7 +125,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int tx = 0; tx < t.fw; ++tx) {
       const int64_t s = w + tx - t.px0;
       if (s < 0 || s >= g.Ws) continue;
-      acc += t.f[ty * t.fw + tx] * static_cast<acc_t>(x[offset(g, n, c, r, s, g.Hs, g.Ws)]);
+      acc += sf[ty * t.fw + tx] * static_cast<acc_t>(x[offset(g, n, c, r, s, g.Hs, g.Ws)]);
     }
   }
   const acc_t z = b != nullptr ? acc + static_cast<acc_t>(b[c]) : acc;
@@ -148,6 +161,8 @@ __global__ void __launch_bounds__(kThreads)
                              KTaps<at::opmath_type<scalar_t>> t, KAct<at::opmath_type<scalar_t>> ap,
                              int64_t Hu, int64_t Wu, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t sf[kFirMaxTaps * kFirMaxTaps];
+  load_taps(t, sf);
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   int64_t n = 0, c = -1, h = 0, w = 0;
   acc_t own = 0;
@@ -161,7 +176,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int tx = 0; tx < t.fw; ++tx) {
           const int64_t s = w + tx - t.px0;
           if (s < 0 || s >= g.Ws) continue;
-          acc += t.f[ty * t.fw + tx] *
+          acc += sf[ty * t.fw + tx] *
                  load_g<scalar_t, A, M>(gy, mask, zs, gz, offset(g, n, c, r, s, g.Hs, g.Ws), ap);
         }
       }
