@@ -276,8 +276,12 @@ def _prefer_channels_last(x: torch.Tensor) -> bool:
         and x.dtype == torch.float32
         and x.is_contiguous()
         and not x.is_contiguous(memory_format=torch.channels_last)
-        and torch.backends.mkldnn.is_available()
+        and _MKLDNN
     )
+
+
+# Read once at import: torch.compile does not trace torch.backends queries.
+_MKLDNN = torch.backends.mkldnn.is_available()
 
 
 def upsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), up=2, act="lrelu", alpha=None,
