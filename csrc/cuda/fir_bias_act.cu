@@ -199,6 +199,8 @@ __global__ void __launch_bounds__(kThreads)
       for (int ty = 0; ty < t.fh; ++ty) {
         const int64_t r = h + ty - t.py0;
         if (r < 0 || r >= g.Hs) continue;
+        // Not unrolled: unrolling the tap loop costs registers (spills) for no gain here.
+#pragma unroll 1
         for (int tx = 0; tx < t.fw; ++tx) {
           const int64_t s = w + tx - t.px0;
           if (s < 0 || s >= g.Ws) continue;
