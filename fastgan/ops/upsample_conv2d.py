@@ -254,34 +254,10 @@ def upsample_conv2d(
     wt = weight.transpose(0, 1)
     if flip_weight:
         wt = wt.flip([2, 3])
-    # On CPU, oneDNN's float32 transposed convolution is several times faster in
-    # channels_last than in NCHW, and the fused filter op runs at the same speed in either
-    # layout, so an NCHW input goes through channels_last and only the result is converted
-    # back (the output follows the input's memory format, as documented).
-    via_cl = _prefer_channels_last(x)
-    t = F.conv_transpose2d(
-        x.contiguous(memory_format=torch.channels_last) if via_cl else x, wt, stride=up,
-        padding=tpad,
-    )
+    t = F.conv_transpose2d(x, wt, stride=up, padding=tpad)
     if t.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or t.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
-    y = _fir_bias_act(t, bias, fir, fpad, act, alpha, gain, clamp)
-    return y.contiguous() if via_cl else y
-
-
-def _prefer_channels_last(x: torch.Tensor) -> bool:
-    """Whether upsample_conv2d runs an NCHW-contiguous CPU input through channels_last."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.is_contiguous()
-        and not x.is_contiguous(memory_format=torch.channels_last)
-        and _MKLDNN
-    )
-
-
-# Read once at import: torch.compile does not trace torch.backends queries.
-_MKLDNN = torch.backends.mkldnn.is_available()
+    return _fir_bias_act(t, bias, fir, fpad, act, alpha, gain, clamp)
 
 
 def upsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), up=2, act="lrelu", alpha=None,
