@@ -5,11 +5,12 @@
 // One thread per destination element, in memory order (contiguous or channels_last), so
 // loads and stores are coalesced in both layouts; the fh x fw taps re-read neighbours that
 // the L1/L2 caches hold. The taps travel in the kernel's parameter block (no global
-// constant memory). The backward kernel covers the union of the input and output grids:
-// each thread writes its gx element (the transposed filter of g = grad * dy/dz) and adds
-// its own g element to the bias gradient (warp-reduced, then one float atomic per warp and
-// channel), so the backward is one kernel. The atomics make the bias gradient's summation
-// order, and so its last bits, vary from run to run.
+// constant memory) and each block copies them to shared memory. The backward kernel
+// covers the union of the input and output grids: each thread writes its gx element (the
+// transposed filter of g = grad * dy/dz) and adds its own g element to the bias gradient
+// (warp-reduced, then one float atomic per warp and channel), so the backward is one
+// kernel. The atomics make the bias gradient's summation order, and so its last bits,
+// vary from run to run.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -47,9 +48,40 @@ KTaps<acc_t> make_ktaps(const FirSpec& s) {
   return t;
 }
 
+// Division by a positive int64 divisor without the 64-bit integer division subroutine
+// (whose call makes ptxas spill registers around it): a double-precision reciprocal
+// estimate of the quotient, then exact integer correction steps. Exact for every dividend
+// below 2^53 (the estimate is then off by at most a couple of units).
+struct FastDiv {
+  int64_t d = 1;
+  double inv = 1.0;
+};
+
+inline FastDiv fast_div(int64_t d) {
+  FastDiv f;
+  f.d = d > 0 ? d : 1;
+  f.inv = 1.0 / static_cast<double>(f.d);
+  return f;
+}
+
+__device__ __forceinline__ int64_t div_mod(int64_t i, const FastDiv& f, int64_t& r) {
+  int64_t q = static_cast<int64_t>(static_cast<double>(i) * f.inv);
+  r = i - q * f.d;
+  while (r < 0) {
+    --q;
+    r += f.d;
+  }
+  while (r >= f.d) {
+    ++q;
+    r -= f.d;
+  }
+  return q;
+}
+
 struct KGeom {
   int64_t C, Hs, Ws, Hd, Wd;
   bool cl;
+  FastDiv dc, dh, dw;  // divisors of the grid the kernel's threads cover (coords)
 };
 
 __device__ __forceinline__ int64_t offset(const KGeom& g, int64_t n, int64_t c, int64_t h,
@@ -57,23 +89,18 @@ __device__ __forceinline__ int64_t offset(const KGeom& g, int64_t n, int64_t c, 
   return g.cl ? ((n * H + h) * W + w) * g.C + c : ((n * g.C + c) * H + h) * W + w;
 }
 
-// Decomposes a flat index in memory order of an [N, C, H, W] tensor.
-__device__ __forceinline__ void coords(const KGeom& g, int64_t i, int64_t H, int64_t W,
-                                       int64_t& n, int64_t& c, int64_t& h, int64_t& w) {
+// Decomposes a flat index in memory order of the [N, C, H, W] grid described by g.dc,
+// g.dh, g.dw.
+__device__ __forceinline__ void coords(const KGeom& g, int64_t i, int64_t& n, int64_t& c,
+                                       int64_t& h, int64_t& w) {
   if (g.cl) {
-    c = i % g.C;
-    i /= g.C;
-    w = i % W;
-    i /= W;
-    h = i % H;
-    n = i / H;
+    i = div_mod(i, g.dc, c);
+    i = div_mod(i, g.dw, w);
+    n = div_mod(i, g.dh, h);
   } else {
-    w = i % W;
-    i /= W;
-    h = i % H;
-    i /= H;
-    c = i % g.C;
-    n = i / g.C;
+    i = div_mod(i, g.dw, w);
+    i = div_mod(i, g.dh, h);
+    n = div_mod(i, g.dc, c);
   }
 }
 
@@ -94,6 +121,16 @@ KAct<acc_t> make_kact(double alpha, double gain, double clamp) {
   return a;
 }
 
+// Copies the taps from the parameter block into shared memory: the tap loops index them
+// dynamically, which on parameter space costs address arithmetic (and registers) per tap.
+// Every thread of the block must call it (it synchronizes).
+template <typename acc_t>
+__device__ __forceinline__ void load_taps(const KTaps<acc_t>& t, acc_t* sf) {
+  const int nt = t.fh * t.fw;
+  for (int k = threadIdx.x; k < nt; k += kThreads) sf[k] = t.f[k];
+  __syncthreads();
+}
+
 template <typename scalar_t, Act A, FirSave M>
 __global__ void __launch_bounds__(kThreads)
     fir_bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
@@ -101,10 +138,12 @@ __global__ void __launch_bounds__(kThreads)
                         scalar_t* __restrict__ zs, KGeom g, KTaps<at::opmath_type<scalar_t>> t,
                         KAct<at::opmath_type<scalar_t>> ap, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t sf[kFirMaxTaps * kFirMaxTaps];
+  load_taps(t, sf);
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= total) return;
   int64_t n, c, h, w;
-  coords(g, i, g.Hd, g.Wd, n, c, h, w);
+  coords(g, i, n, c, h, w);
   acc_t acc = 0;
   for (int ty = 0; ty < t.fh; ++ty) {
     const int64_t r = h + ty - t.py0;
@@ -112,7 +151,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int tx = 0; tx < t.fw; ++tx) {
       const int64_t s = w + tx - t.px0;
       if (s < 0 || s >= g.Ws) continue;
-      acc += t.f[ty * t.fw + tx] * static_cast<acc_t>(x[offset(g, n, c, r, s, g.Hs, g.Ws)]);
+      acc += sf[ty * t.fw + tx] * static_cast<acc_t>(x[offset(g, n, c, r, s, g.Hs, g.Ws)]);
     }
   }
   const acc_t z = b != nullptr ? acc + static_cast<acc_t>(b[c]) : acc;
@@ -148,20 +187,24 @@ __global__ void __launch_bounds__(kThreads)
                              KTaps<at::opmath_type<scalar_t>> t, KAct<at::opmath_type<scalar_t>> ap,
                              int64_t Hu, int64_t Wu, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t sf[kFirMaxTaps * kFirMaxTaps];
+  load_taps(t, sf);
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   int64_t n = 0, c = -1, h = 0, w = 0;
   acc_t own = 0;
   if (i < total) {
-    coords(g, i, Hu, Wu, n, c, h, w);
+    coords(g, i, n, c, h, w);
     if (h < g.Hd && w < g.Wd) {
       acc_t acc = 0;
       for (int ty = 0; ty < t.fh; ++ty) {
         const int64_t r = h + ty - t.py0;
         if (r < 0 || r >= g.Hs) continue;
+        // Not unrolled: unrolling the tap loop costs registers (spills) for no gain here.
+#pragma unroll 1
         for (int tx = 0; tx < t.fw; ++tx) {
           const int64_t s = w + tx - t.px0;
           if (s < 0 || s >= g.Ws) continue;
-          acc += t.f[ty * t.fw + tx] *
+          acc += sf[ty * t.fw + tx] *
                  load_g<scalar_t, A, M>(gy, mask, zs, gz, offset(g, n, c, r, s, g.Hs, g.Ws), ap);
         }
       }
@@ -183,7 +226,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-KGeom kgeom(const FirGeom& g) {
+// grid_h x grid_w: the spatial size of the grid the kernel's threads cover.
+KGeom kgeom(const FirGeom& g, int64_t grid_h, int64_t grid_w) {
   KGeom k;
   k.C = g.C;
   k.Hs = g.Hs;
@@ -191,6 +235,9 @@ KGeom kgeom(const FirGeom& g) {
   k.Hd = g.Hd;
   k.Wd = g.Wd;
   k.cl = g.cl;
+  k.dc = fast_div(g.C);
+  k.dh = fast_div(grid_h);
+  k.dw = fast_div(grid_w);
   return k;
 }
 
@@ -205,7 +252,7 @@ void launch_forward(FirForwardPlan& p, double alpha, double gain, double clamp) 
       p.x.const_data_ptr<scalar_t>(), p.b.defined() ? p.b.const_data_ptr<scalar_t>() : nullptr,
       p.y.mutable_data_ptr<scalar_t>(),
       M == FirSave::Mask ? p.saved.mutable_data_ptr<uint8_t>() : nullptr,
-      M == FirSave::Z ? p.saved.mutable_data_ptr<scalar_t>() : nullptr, kgeom(p.g),
+      M == FirSave::Z ? p.saved.mutable_data_ptr<scalar_t>() : nullptr, kgeom(p.g, p.g.Hd, p.g.Wd),
       make_ktaps<acc_t>(p.fir), make_kact<acc_t>(alpha, gain, clamp), total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -222,7 +269,7 @@ void launch_grad(FirGradPlan& p, at::Tensor& gb_acc, double alpha, double gain, 
       M == FirSave::Mask ? p.saved.const_data_ptr<uint8_t>() : nullptr,
       M == FirSave::Z ? p.saved.const_data_ptr<scalar_t>() : nullptr,
       p.gz.defined() ? p.gz.const_data_ptr<scalar_t>() : nullptr, p.gx.mutable_data_ptr<scalar_t>(),
-      p.reduce ? gb_acc.mutable_data_ptr<acc_t>() : nullptr, kgeom(g), make_ktaps<acc_t>(p.fir),
+      p.reduce ? gb_acc.mutable_data_ptr<acc_t>() : nullptr, kgeom(g, Hu, Wu), make_ktaps<acc_t>(p.fir),
       make_kact<acc_t>(alpha, gain, clamp), Hu, Wu, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -366,6 +366,7 @@ def _fwd_setup_context(ctx, inputs, output):
     ctx.act = (act, alpha, gain, clamp)
     ctx.in_hw = (x.shape[2], x.shape[3])
     ctx.has_b = b is not None
+    ctx.x_fmt = _fmt(x)
     ctx.save_for_backward(saved)
 
 
@@ -380,6 +381,9 @@ def _fwd_backward(ctx, gy, gsaved):
         return (None,) * 11
     if gy is None:
         gy = torch.zeros_like(gz)
+    # The gradient op's layout follows gy; run it in x's layout, so gx (and whatever
+    # consumes it, e.g. the transposed convolution's backward) stays in that layout.
+    gy = gy.contiguous(memory_format=ctx.x_fmt)
     gx, gb = torch.ops.fastgan.fir_bias_act_grad(
         gy, saved, gz, f, fh, fw, separable, pad, ctx.in_hw[0], ctx.in_hw[1], act, alpha,
         gain, clamp, need_b,
