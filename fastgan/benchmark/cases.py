@@ -448,6 +448,9 @@ register(
             "compile": _compiled(_up_block_stock),
         },
         available=_has_op("upsample_conv2d"),
+        # a layer of chained bf16 roundings (conv output, filter, grads): every
+        # implementation, stock eager included, lands up to ~10% off the float64 result
+        tolerance={torch.bfloat16: 0.2, torch.float16: 0.03},
     )
 )
 
@@ -465,7 +468,7 @@ class _PenaltyStep:
         "r1": ("stylegan2-256", {"full": dict(resolution=64, max_ch=128, batch_size=16), "quick": dict(resolution=32, max_ch=64, batch_size=8),
                                  "tiny": dict(resolution=16, max_ch=16, batch_size=2)}),
         "wgangp": ("fmnist-wgan-gp", {"full": dict(resolution=64, img_channels=3, batch_size=64), "quick": dict(resolution=32, img_channels=3, batch_size=16),
-                                      "tiny": dict(resolution=16, img_channels=3, base_ch=8, max_ch=16, batch_size=2)}),
+                                      "tiny": dict(resolution=32, img_channels=3, base_ch=8, max_ch=16, batch_size=2)}),
     }
 
     def __init__(self, kind: str, layers: str, compiled: bool = False):
