@@ -30,28 +30,7 @@
 #include <type_traits>
 #include <vector>
 
-// Vector overloads of the primitives used by the activation formulas; they must be
-// declared before activations.h (included by fir_bias_act_common.h).
-namespace fastgan::math {
-template <typename T>
-inline at::vec::Vectorized<T> fg_exp(const at::vec::Vectorized<T>& v) { return v.exp(); }
-template <typename T>
-inline at::vec::Vectorized<T> fg_expm1(const at::vec::Vectorized<T>& v) { return v.expm1(); }
-template <typename T>
-inline at::vec::Vectorized<T> fg_log1p(const at::vec::Vectorized<T>& v) { return v.log1p(); }
-template <typename T>
-inline at::vec::Vectorized<T> fg_tanh(const at::vec::Vectorized<T>& v) { return v.tanh(); }
-template <typename T>
-inline at::vec::Vectorized<T> fg_erf(const at::vec::Vectorized<T>& v) { return v.erf(); }
-template <typename T>
-inline at::vec::Vectorized<T> fg_abs(const at::vec::Vectorized<T>& v) { return v.abs(); }
-template <typename T>
-inline at::vec::Vectorized<T> fg_select(const at::vec::Vectorized<T>& mask,
-                                        const at::vec::Vectorized<T>& if_true,
-                                        const at::vec::Vectorized<T>& if_false) {
-  return at::vec::Vectorized<T>::blendv(if_false, if_true, mask);
-}
-}  // namespace fastgan::math
+#include "vec_math.h"  // before activations.h
 
 #include "../common/fir_bias_act_common.h"
 #include "cpu_memory.h"

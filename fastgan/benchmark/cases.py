@@ -382,21 +382,20 @@ def _has_training() -> bool:
     return True
 
 
-for _model, _desc in (
-    ("dcgan", "DCGAN (fmnist-dcgan preset, 28 px, batch 128): D step + G step, Adam"),
-    ("stylegan2", "StyleGAN2-style G/D, 64 px, max 128 channels, batch 8: D step + R1 + G step"),
-):
+def _register_step_case(name: str, description: str, make_inputs, step_cls, *args) -> None:
+    """A whole-iteration case: fastgan layers, their pure-PyTorch references, stock layers,
+    and torch.compile of the stock model, each a fresh `step_cls(*args, layers)`."""
     register(
         Case(
-            name=f"train_{_model}",
+            name=name,
             group="train",
-            description=_desc,
-            make_inputs=_train_inputs(_model),
+            description=description,
+            make_inputs=make_inputs,
             impls={
-                "fastgan": _TrainStep(_model, "fastgan"),
-                "reference": _with_reference(_TrainStep(_model, "fastgan")),
-                "eager": _TrainStep(_model, "stock"),
-                "compile": _TrainStep(_model, "stock", compiled=True),
+                "fastgan": step_cls(*args, "fastgan"),
+                "reference": _with_reference(step_cls(*args, "fastgan")),
+                "eager": step_cls(*args, "stock"),
+                "compile": step_cls(*args, "stock", compiled=True),
             },
             modes=("step",),
             dtypes=("float32",),
@@ -405,6 +404,13 @@ for _model, _desc in (
             available=_has_training,
         )
     )
+
+
+for _model, _desc in (
+    ("dcgan", "DCGAN (fmnist-dcgan preset, 28 px, batch 128): D step + G step, Adam"),
+    ("stylegan2", "StyleGAN2-style G/D, 64 px, max 128 channels, batch 8: D step + R1 + G step"),
+):
+    _register_step_case(f"train_{_model}", _desc, _train_inputs(_model), _TrainStep, _model)
 
 
 # --- fused upsampling block -----------------------------------------------------------
@@ -523,22 +529,4 @@ for _kind, _desc in (
     ("r1", "R1 step: StyleGAN2-style D 64 px (max 128 ch), batch 16, penalty + backward to D"),
     ("wgangp", "WGAN-GP critic step: DCGAN-style critic 64 px, batch 64, penalty + backward to D"),
 ):
-    register(
-        Case(
-            name=f"{_kind}_step",
-            group="train",
-            description=_desc,
-            make_inputs=_penalty_inputs(_kind),
-            impls={
-                "fastgan": _PenaltyStep(_kind, "fastgan"),
-                "reference": _with_reference(_PenaltyStep(_kind, "fastgan")),
-                "eager": _PenaltyStep(_kind, "stock"),
-                "compile": _PenaltyStep(_kind, "stock", compiled=True),
-            },
-            modes=("step",),
-            dtypes=("float32",),
-            check_against="same",
-            tolerance={torch.float32: 2e-3},
-            available=_has_training,
-        )
-    )
+    _register_step_case(f"{_kind}_step", _desc, _penalty_inputs(_kind), _PenaltyStep, _kind)
