@@ -3,29 +3,19 @@ warm-up excluded, medians) and of grad_sqnorm vs the stock per-sample norm. Used
 gpu_check.sh."""
 
 import os
-import statistics
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+import cuda_bench  # noqa: E402  (time_ms: CUDA events, median)
 from test_bench_penalties import FastCritic, FastResD, NaiveCritic, NaiveResD  # noqa: E402
 
 from fastgan.losses import r1_penalty, r1_penalty_naive, wgan_gp_penalty, wgan_gp_penalty_naive  # noqa: E402
 
 
 def time_ms(fn, reps=20):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e))
-    return statistics.median(times)
+    return cuda_bench.time_ms(fn, reps)
 
 
 def main():

@@ -109,6 +109,17 @@ def _with_reference(fn: Impl) -> Impl:
     return run
 
 
+def _impls(fastgan_fn: Impl, stock_fn: Impl) -> Dict[str, Impl]:
+    """The four implementations of an op case: fastgan's kernel, its pure-PyTorch reference,
+    the stock composition, and torch.compile of that composition."""
+    return {
+        "fastgan": fastgan_fn,
+        "reference": _with_reference(fastgan_fn),
+        "eager": stock_fn,
+        "compile": _compiled(stock_fn),
+    }
+
+
 def _elementwise_bytes(inputs: Inputs, out: torch.Tensor) -> int:
     return inputs[0].numel() * inputs[0].element_size() + out.numel() * out.element_size()
 
@@ -139,12 +150,7 @@ register(
         group="op",
         description="bias + leaky ReLU(0.2) * sqrt(2), NCHW, bias along C",
         make_inputs=_bias_act_inputs,
-        impls={
-            "fastgan": _bias_act_fastgan,
-            "reference": _with_reference(_bias_act_fastgan),
-            "eager": _bias_act_stock,
-            "compile": _compiled(_bias_act_stock),
-        },
+        impls=_impls(_bias_act_fastgan, _bias_act_stock),
         memory_bound=True,
         min_bytes=_elementwise_bytes,
     )
@@ -163,12 +169,7 @@ register(
         group="op",
         description="rosinality's fused_leaky_relu(input, bias), defaults",
         make_inputs=_bias_act_inputs,
-        impls={
-            "fastgan": _fused_lrelu_fastgan,
-            "reference": _with_reference(_fused_lrelu_fastgan),
-            "eager": _bias_act_stock,
-            "compile": _compiled(_bias_act_stock),
-        },
+        impls=_impls(_fused_lrelu_fastgan, _bias_act_stock),
         memory_bound=True,
         min_bytes=_elementwise_bytes,
     )
@@ -243,12 +244,7 @@ for _name, _up, _down, _pad, _desc in (
             make_inputs=_image_inputs(
                 (8, 128, 64, 64) if _up > 1 else (8, 128, 128, 128), (4, 32, 32, 32), (2, 3, 6, 7 if _up > 1 else 8)
             ),
-            impls={
-                "fastgan": _upfirdn_fastgan(_up, _down, _pad),
-                "reference": _with_reference(_upfirdn_fastgan(_up, _down, _pad)),
-                "eager": _upfirdn_stock(_up, _down, _pad),
-                "compile": _compiled(_upfirdn_stock(_up, _down, _pad)),
-            },
+            impls=_impls(_upfirdn_fastgan(_up, _down, _pad), _upfirdn_stock(_up, _down, _pad)),
             memory_bound=True,
             min_bytes=_elementwise_bytes,
             available=_has_op("upfirdn2d"),
@@ -281,12 +277,7 @@ register(
         group="op",
         description="WGAN-GP term mean((||g_i|| - 1)^2) over per-sample gradients",
         make_inputs=_grads_inputs,
-        impls={
-            "fastgan": _penalty_fastgan,
-            "reference": _with_reference(_penalty_fastgan),
-            "eager": _penalty_stock,
-            "compile": _compiled(_penalty_stock),
-        },
+        impls=_impls(_penalty_fastgan, _penalty_stock),
         memory_bound=True,
         min_bytes=lambda inputs, out: inputs[0].numel() * inputs[0].element_size(),
         available=_has_op("grad_penalty"),
@@ -447,12 +438,7 @@ register(
         group="layer",
         description="fused upsampling block: 3x3 transposed conv x2, [1,3,3,1] blur, bias, lrelu",
         make_inputs=_up_block_inputs,
-        impls={
-            "fastgan": _up_block_fastgan,
-            "reference": _with_reference(_up_block_fastgan),
-            "eager": _up_block_stock,
-            "compile": _compiled(_up_block_stock),
-        },
+        impls=_impls(_up_block_fastgan, _up_block_stock),
         available=_has_op("upsample_conv2d"),
         # a layer of chained bf16 roundings (conv output, filter, grads): every
         # implementation, stock eager included, lands up to ~10% off the float64 result

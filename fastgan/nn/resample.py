@@ -26,50 +26,41 @@ class _FirModule(nn.Module):
         return self.filter.float()
 
 
-class Upsample(_FirModule):
+class _Resample(_FirModule):
+    """Shared by Upsample and Downsample: a factor plus the FIR filter's settings; the
+    subclass names the resampling function."""
+
+    def __init__(
+        self,
+        factor: int = 2,
+        filter: Sequence[float] = (1, 3, 3, 1),
+        padding=0,
+        flip_filter: bool = False,
+        gain: float = 1,
+        separable: Optional[bool] = None,
+    ) -> None:
+        super().__init__(filter, padding, flip_filter, gain, separable)
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._resample(x, self._filter(), self.factor, self.padding, self.flip_filter, self.gain)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, taps={tuple(self.filter.shape)}"
+
+
+class Upsample(_Resample):
     """Upsample by ``factor`` with FIR filter ``filter`` (default [1, 3, 3, 1], normalized),
     keeping the mean: ``[N, C, H, W] -> [N, C, H * factor, W * factor]`` (plus padding)."""
 
-    def __init__(
-        self,
-        factor: int = 2,
-        filter: Sequence[float] = (1, 3, 3, 1),
-        padding=0,
-        flip_filter: bool = False,
-        gain: float = 1,
-        separable: Optional[bool] = None,
-    ) -> None:
-        super().__init__(filter, padding, flip_filter, gain, separable)
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upsample2d(x, self._filter(), self.factor, self.padding, self.flip_filter, self.gain)
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor}, taps={tuple(self.filter.shape)}"
+    _resample = staticmethod(upsample2d)
 
 
-class Downsample(_FirModule):
+class Downsample(_Resample):
     """Low-pass filter with ``filter`` and keep every ``factor``-th pixel:
     ``[N, C, H, W] -> [N, C, H // factor, W // factor]`` (plus padding)."""
 
-    def __init__(
-        self,
-        factor: int = 2,
-        filter: Sequence[float] = (1, 3, 3, 1),
-        padding=0,
-        flip_filter: bool = False,
-        gain: float = 1,
-        separable: Optional[bool] = None,
-    ) -> None:
-        super().__init__(filter, padding, flip_filter, gain, separable)
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return downsample2d(x, self._filter(), self.factor, self.padding, self.flip_filter, self.gain)
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor}, taps={tuple(self.filter.shape)}"
+    _resample = staticmethod(downsample2d)
 
 
 class Blur(_FirModule):
