@@ -7,11 +7,14 @@
 (b) WGAN-GP critic step: D(real), D(fake), penalty at lerp(real, fake, eps), backward;
     DCGAN-style critic (ndf 64), 64x64, batch 64.
 
-fastgan: EqualConv2d / EqualLinear (conv2d_gradfix) + bias_act + grad_penalty +
-no_weight_gradients (fastgan.losses). naive: the same architecture and the same weights
-with nn.Conv2d / nn.Linear / F.leaky_relu and autograd.grad + norm
-(fastgan.losses.*_naive). Both variants are checked to give the same penalty (and the
-same parameter gradients) before timing. Inputs rotate over 3 sets; medians.
+(a) fastgan: the discriminator built with layers='fastgan' (upfirdn2d FIR down-sampling,
+bias_act) + fastgan.losses.r1_penalty (grad_penalty op, no_weight_gradients). naive: the same
+discriminator built with layers='stock' (pad + depthwise conv2d blur, F.leaky_relu) +
+fastgan.losses.r1_penalty_naive (autograd.grad + square/sum/mean).
+(b) fastgan: conv2d_gradfix convs + bias_act + grad_penalty + no_weight_gradients. naive:
+nn.Conv2d / F.leaky_relu and autograd.grad + norm (fastgan.losses.*_naive).
+Both variants are checked to give the same penalty (and the same parameter gradients)
+before timing. Inputs rotate over 3 sets; medians.
 `layout` runs both variants on NCHW or channels_last tensors.
 Env: FASTGAN_BENCH_R1_BATCH (16), FASTGAN_BENCH_GP_BATCH (64), FASTGAN_BENCH_ROUNDS (5).
 """
@@ -26,90 +29,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgan.losses import r1_penalty, r1_penalty_naive, wgan_gp_penalty, wgan_gp_penalty_naive
-from fastgan.nn import EqualConv2d, EqualLinear
 from fastgan.ops import bias_act, conv2d
 
 R1_BATCH = int(os.environ.get("FASTGAN_BENCH_R1_BATCH", "16"))
 GP_BATCH = int(os.environ.get("FASTGAN_BENCH_GP_BATCH", "64"))
 ROUNDS = int(os.environ.get("FASTGAN_BENCH_ROUNDS", "5"))
 N_SETS = 3
-SQRT_HALF = math.sqrt(0.5)
 
 # -- (a) StyleGAN2-style residual discriminator ------------------------------------------
-
-CH = {64: 32, 32: 64, 16: 128, 8: 256, 4: 256}
-
-
-class FastResD(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fromrgb = EqualConv2d(3, CH[64], 1, bias=False)
-        self.b_rgb = nn.Parameter(torch.randn(CH[64]) * 0.1)
-        self.blocks = nn.ModuleList()
-        for r in (64, 32, 16, 8):
-            ci, co = CH[r], CH[r // 2]
-            m = nn.Module()
-            m.conv0, m.b0 = EqualConv2d(ci, ci, 3, padding=1, bias=False), nn.Parameter(torch.randn(ci) * 0.1)
-            m.conv1, m.b1 = EqualConv2d(ci, co, 3, stride=2, padding=1, bias=False), nn.Parameter(torch.randn(co) * 0.1)
-            m.skip = EqualConv2d(ci, co, 1, stride=2, bias=False)
-            self.blocks.append(m)
-        self.conv = EqualConv2d(CH[4], CH[4], 3, padding=1, bias=False)
-        self.b_conv = nn.Parameter(torch.randn(CH[4]) * 0.1)
-        self.fc = EqualLinear(CH[4] * 16, CH[4], activation="lrelu")
-        self.out = EqualLinear(CH[4], 1)
-
-    def forward(self, x):
-        x = bias_act(self.fromrgb(x), self.b_rgb, act="lrelu")
-        for m in self.blocks:
-            y = m.skip(x)
-            x = bias_act(m.conv0(x), m.b0, act="lrelu")
-            x = bias_act(m.conv1(x), m.b1, act="lrelu")
-            x = (y + x) * SQRT_HALF
-        x = bias_act(self.conv(x), self.b_conv, act="lrelu")
-        return self.out(self.fc(x.flatten(1)))
+# fastgan.models' StyleGAN2 discriminator at 64 px (channels 32/64/128/256/256 from 64 px down
+# to 4 px): residual blocks with [1, 3, 3, 1] FIR down-sampling, equalized learning rate,
+# minibatch stddev. layers='fastgan': upfirdn2d + bias_act kernels; layers='stock': pad +
+# depthwise conv2d blur, conv bias, F.leaky_relu, gain. Same parameters, same weights.
 
 
-def _lrelu(x):
-    return F.leaky_relu(x, 0.2) * math.sqrt(2)
+def _res_d(layers):
+    from fastgan.models.stylegan2 import StyleGAN2Discriminator
 
-
-class NaiveResD(nn.Module):
-    """FastResD's architecture and weights with stock layers."""
-
-    def __init__(self, f: FastResD):
-        super().__init__()
-
-        def conv(e, b):
-            c = nn.Conv2d(e.in_channels, e.out_channels, e.kernel_size, e.stride, e.padding, bias=b is not None)
-            with torch.no_grad():
-                c.weight.copy_(e.runtime_weight())
-                if b is not None:
-                    c.bias.copy_(b)
-            return c
-
-        def lin(e):
-            lin_ = nn.Linear(e.in_features, e.out_features)
-            with torch.no_grad():
-                lin_.weight.copy_(e.runtime_weight())
-                lin_.bias.copy_(e.runtime_bias())
-            return lin_
-
-        self.fromrgb = conv(f.fromrgb, f.b_rgb)
-        self.blocks = nn.ModuleList()
-        for fm in f.blocks:
-            m = nn.Module()
-            m.conv0, m.conv1, m.skip = conv(fm.conv0, fm.b0), conv(fm.conv1, fm.b1), conv(fm.skip, None)
-            self.blocks.append(m)
-        self.conv, self.fc, self.out = conv(f.conv, f.b_conv), lin(f.fc), lin(f.out)
-
-    def forward(self, x):
-        x = _lrelu(self.fromrgb(x))
-        for m in self.blocks:
-            y = m.skip(x)
-            x = _lrelu(m.conv1(_lrelu(m.conv0(x))))
-            x = (y + x) * SQRT_HALF
-        x = _lrelu(self.conv(x))
-        return self.out(_lrelu(self.fc(x.flatten(1))))
+    torch.manual_seed(0)
+    return StyleGAN2Discriminator(64, 3, base_ch=2048, max_ch=256, layers=layers)
 
 
 # -- (b) DCGAN-style critic -----------------------------------------------------------------
@@ -163,9 +101,8 @@ def _run(benchmark, step, sets):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("impl", ["fastgan", "naive"])
 def test_r1_step(benchmark, impl, layout):
-    torch.manual_seed(0)
-    fast = FastResD()
-    naive = NaiveResD(fast)
+    fast, naive = _res_d("fastgan"), _res_d("stock")
+    naive.load_state_dict(fast.state_dict())
     fmt = _fmt(layout)
     fast, naive = fast.to(memory_format=fmt), naive.to(memory_format=fmt)
     g = torch.Generator().manual_seed(1)
@@ -175,9 +112,10 @@ def test_r1_step(benchmark, impl, layout):
     x = sets[0][0]
     pf, pn = r1_penalty(fast, x, gamma), r1_penalty_naive(naive, x, gamma)
     torch.testing.assert_close(pf, pn, rtol=1e-4, atol=1e-6)
-    gf = torch.autograd.grad(pf, fast.blocks[1].conv0.weight)[0]
-    gn = torch.autograd.grad(pn, naive.blocks[1].conv0.weight)[0] * fast.blocks[1].conv0.weight_gain
-    torch.testing.assert_close(gf, gn, rtol=1e-3, atol=1e-5)
+    for name in ("blocks.0.conv1.weight", "blocks.1.conv0.bias", "fc.weight"):
+        gf = torch.autograd.grad(pf, fast.get_parameter(name), retain_graph=True)[0]
+        gn = torch.autograd.grad(pn, naive.get_parameter(name), retain_graph=True)[0]
+        torch.testing.assert_close(gf, gn, rtol=1e-3, atol=1e-6)
     D, pen = (fast, r1_penalty) if impl == "fastgan" else (naive, r1_penalty_naive)
 
     def step(x):

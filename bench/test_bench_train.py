@@ -1,7 +1,12 @@
 """Full GAN training iterations, fastgan layers vs stock layers (same model, same weights).
 
-    .venv/bin/python -m pytest bench/test_bench_train.py --benchmark-group-by=param:model \
+    .venv/bin/python -m pytest bench/test_bench_train.py --benchmark-group-by=param:model,param:layout \
         --benchmark-columns=median,iqr,min,rounds
+
+``layout``: models, parameters and images in NCHW or channels_last (the same for both builds).
+fastgan's StyleGAN2 layers run the modulated convolution with the style on the activations
+(one batched convolution, as StyleGAN2-ADA trains); the stock build uses per-sample weights
+and one grouped convolution (rosinality's port). Both compute the same function.
 
 * StyleGAN2-style G and D at 64 px, batch 8: one iteration = D step (real + fake logits,
   non-saturating loss) + R1 penalty on the reals (the lazy regularization step: here every
@@ -32,16 +37,18 @@ CASES = {
 }
 
 
-def _setup(case, layers):
+def _setup(case, layers, layout="contiguous"):
     spec = dict(CASES[case])
     preset, r1, bs = spec.pop("preset"), spec.pop("r1"), spec["batch_size"]
     cfg = make_config(preset, overrides=spec)
     torch.manual_seed(0)
     G, D = build_models(cfg, 0, layers=layers)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
     opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.0, 0.99))
     g = torch.Generator().manual_seed(1)
-    sets = [(torch.rand(bs, cfg.img_channels, cfg.resolution, cfg.resolution, generator=g) * 2 - 1,
+    sets = [((torch.rand(bs, cfg.img_channels, cfg.resolution, cfg.resolution, generator=g) * 2 - 1).contiguous(memory_format=fmt),
              torch.randn(bs, cfg.z_dim, generator=g), torch.randn(bs, cfg.z_dim, generator=g)) for _ in range(N_SETS)]
 
     def iteration(real, z1, z2):
@@ -66,12 +73,15 @@ def _setup(case, layers):
     return G, D, sets, iteration
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("layers", ["fastgan", "stock"])
 @pytest.mark.parametrize("model", list(CASES))
-def test_train_iteration(benchmark, model, layers):
-    G, D, sets, iteration = _setup(model, layers)
+def test_train_iteration(benchmark, model, layers, layout):
+    if layout == "channels_last" and model.startswith("dcgan"):
+        pytest.skip("channels_last: StyleGAN2 case only (28 px DCGAN: layout makes no difference worth timing)")
+    G, D, sets, iteration = _setup(model, layers, layout)
     # correctness first: the same weights give the same first-iteration losses in both builds
-    Gr, Dr, _, it_ref = _setup(model, "stock" if layers == "fastgan" else "fastgan")
+    Gr, Dr, _, it_ref = _setup(model, "stock" if layers == "fastgan" else "fastgan", layout)
     Gr.load_state_dict(G.state_dict())
     Dr.load_state_dict(D.state_dict())
     torch.manual_seed(5)

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.bias_act import bias_act
+from ..ops.conv2d_resample import conv2d_resample
+from ..ops.upfirdn2d import setup_filter, upsample2d
 
 LAYER_KITS = ("fastgan", "stock")
 _STOCK_ACTS = ("linear", "relu", "lrelu", "tanh", "sigmoid")
@@ -206,11 +208,15 @@ class EqualConv2d(nn.Module, _ActMixin):
         self.scale = 1 / math.sqrt(in_ch * kernel_size**2)
         self.down, self.k = down, kernel_size
         self.register_buffer("fir", blur_kernel(fir), persistent=False)
+        self.register_buffer("fir_taps", setup_filter(list(fir), separable=True), persistent=False)
         self._init_act(layers, act, 0.2, math.sqrt(2.0) if act in ("relu", "lrelu") else 1.0, clamp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.scale
-        if self.down:
+        if self.down and self.layers == "fastgan":
+            # FIR in fastgan's upfirdn2d kernel (a 1x1 conv goes first: 4x fewer pixels)
+            y = conv2d_resample(x, w, self.fir_taps.float(), down=2, padding=self.k // 2)
+        elif self.down:
             p = (len(self.fir) - 2) + (self.k - 1)
             x = blur(x, self.fir, ((p + 1) // 2, p // 2))
             y = F.conv2d(x, w, stride=2)
@@ -239,8 +245,11 @@ def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
     return torch.cat([x, y], dim=1)
 
 
-def upsample2x_fir(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """2x up-sampling: zero insertion, then the FIR filter (gain 4 keeps the mean)."""
+def upsample2x_fir(x: torch.Tensor, kernel: torch.Tensor, taps: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """2x up-sampling: zero insertion, then the FIR filter (gain 4 keeps the mean). With
+    ``taps`` (the 1-D filter of ``kernel``) it runs in fastgan's upfirdn2d kernel."""
+    if taps is not None:
+        return upsample2d(x, taps)
     n, c, h, w = x.shape
     y = x.new_zeros(n, c, h, 2, w, 2)
     y[:, :, :, 0, :, 0] = x
