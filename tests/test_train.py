@@ -169,3 +169,26 @@ def test_sigterm_leaves_a_loadable_checkpoint(data, tmp_path):
     assert ckpts, log
     state = load_checkpoint(ckpts[-1])
     assert state["step"] >= 2
+
+
+def test_r1_step_shares_the_real_forward_and_lazy_adam(data, tmp_path):
+    """When R1 is due, D runs once on the fakes and once on the reals (the adversarial loss
+    and R1 share that forward); otherwise also twice. D's Adam uses StyleGAN2's lazy
+    regularization hyper-parameters (lr * c, betas ** c, c = k / (k + 1))."""
+    cfg = tiny_config("stylegan2-256", data, tmp_path / "run", steps=2, r1_every=2)
+    t = Trainer(cfg)
+    c = cfg.r1_every / (cfg.r1_every + 1)
+    group = t.opt_d.param_groups[0]
+    assert group["lr"] == pytest.approx(cfg.lr_d * c)
+    assert group["betas"] == pytest.approx((cfg.beta1 ** c, cfg.beta2 ** c))
+    assert t.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.lr_g)
+    calls = []
+    t.D.register_forward_hook(lambda m, i, o: calls.append(i[0].requires_grad))
+    real = torch.rand(cfg.batch_size, cfg.img_channels, cfg.resolution, cfg.resolution) * 2 - 1
+    t.step = 0  # R1 due
+    out = t._d_step(real, None)
+    assert "r1" in out and len(calls) == 2 and calls[1]  # fake, then real as a grad-requiring leaf
+    calls.clear()
+    t.step = 1
+    out = t._d_step(real, None)
+    assert "r1" not in out and len(calls) == 2

@@ -85,7 +85,8 @@ class Trainer:
         broadcast_module(self.G, self.info)
         broadcast_module(self.D, self.info)
         broadcast_module(self.G_ema, self.info)
-        self.opt_g, self.opt_d = self._optimizer(self.G, cfg.lr_g), self._optimizer(self.D, cfg.lr_d)
+        self.opt_g, self.opt_d = self._optimizer(self.G, cfg.lr_g), self._optimizer(
+            self.D, cfg.lr_d, cfg.r1_every if cfg.r1_gamma > 0 else 0)
         fp16 = cfg.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -115,10 +116,12 @@ class Trainer:
             self.evaluator.best = self._resumed_best
 
     # ---- setup ----------------------------------------------------------------------------
-    def _optimizer(self, m: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    def _optimizer(self, m: torch.nn.Module, lr: float, lazy_interval: int = 0) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "rmsprop":
             return torch.optim.RMSprop(m.parameters(), lr=lr)
-        return torch.optim.Adam(m.parameters(), lr=lr, betas=(self.cfg.beta1, self.cfg.beta2))
+        # lazy regularization (StyleGAN2): lr * c and betas ** c with c = k / (k + 1)
+        lr, betas = losses.lazy_adam_params(lr, (self.cfg.beta1, self.cfg.beta2), lazy_interval)
+        return torch.optim.Adam(m.parameters(), lr=lr, betas=betas)
 
     def _state(self) -> dict:
         rngs = gather_objects(ck.rng_state(), self.info)
@@ -319,23 +322,32 @@ class Trainer:
         _set_requires_grad(self.D, True)
         with torch.no_grad(), self._autocast():
             fake = self.G_fwd(z, *d_args)
+        r1_due = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
+        scaler = self.scaler_d if self.scaler_d.is_enabled() else None
+        r1 = None
         with self._autocast():
-            loss = losses.d_loss(self.D_fwd(real, *d_args), self.D_fwd(fake, *d_args), cfg.loss)
+            fake_logits = self.D_fwd(fake, *d_args)
+            if r1_due:
+                # the adversarial loss on reals and R1 share one forward pass of D
+                loss, r1 = losses.d_loss_with_r1(self.D_fwd, real, fake_logits, cfg.r1_gamma, cfg.loss,
+                                                 d_args=d_args, scaler=scaler)
+            else:
+                loss = losses.d_loss(self.D_fwd(real, *d_args), fake_logits, cfg.loss)
             out = {"loss_d": loss.detach()}
             if cfg.gp_weight > 0:
-                gp = losses.wgan_gp_penalty(self.D_fwd, real, fake.to(real.dtype), cfg.gp_weight, d_args=d_args)
+                gp = losses.wgan_gp_penalty(self.D_fwd, real, fake.to(real.dtype), cfg.gp_weight, d_args=d_args,
+                                            scaler=scaler)
                 out["gp"] = gp.detach()
                 loss = loss + gp
         if not self._check(loss, "D"):
             return {}
+        if r1 is not None:
+            if not self._check(r1, "R1"):
+                return {}
+            out["r1"] = r1.detach()
+            loss = loss + r1 * cfg.r1_every  # lazy regularization: R1 every r1_every steps, scaled up
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(loss).backward()
-        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            with self._autocast():
-                r1 = losses.r1_penalty(self.D_fwd, real, cfg.r1_gamma, d_args=d_args)
-            if self._check(r1, "R1"):
-                self.scaler_d.scale(r1 * cfg.r1_every).backward()
-                out["r1"] = r1.detach()
         self._opt_step(self.D, self.opt_d, self.scaler_d)
         if cfg.weight_clip > 0:
             with torch.no_grad():
