@@ -102,8 +102,10 @@ def _input_grads_and_out(D: Callable, x: torch.Tensor, d_args, d_kwargs, scaler=
     total = out.sum()
     scale = None
     if scaler is not None and scaler.is_enabled():
-        # The scale as a tensor on out's device, without reading it back to the host.
-        scale = scaler.scale(torch.ones((), device=out.device, dtype=torch.float32))
+        # The scale as a tensor on out's device, without reading it back to the host,
+        # spread over the outputs: each logit's gradient is then scale / N (the default
+        # 2**16 itself is not a finite float16).
+        scale = scaler.scale(torch.ones((), device=out.device, dtype=torch.float32)) / max(out.numel(), 1)
         total = total.float() * scale
     with no_weight_gradients():
         (grad,) = torch.autograd.grad(total, x, create_graph=True)

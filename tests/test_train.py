@@ -133,13 +133,18 @@ def test_nonfinite_weights_are_never_checkpointed(data, tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path / "r" / "checkpoints")] == ["ckpt-00000001.pt"]
 
 
+@pytest.mark.parametrize("preset", ["fmnist-dcgan", "stylegan2-256"])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_and_channels_last(data, tmp_path, precision):
-    cfg = tiny_config("fmnist-dcgan", data, tmp_path / "r", steps=2, precision=precision, channels_last=True, grad_clip=1.0)
+def test_mixed_precision_and_channels_last(data, tmp_path, precision, preset):
+    extra = {"r1_every": 1} if preset == "stylegan2-256" else {}
+    cfg = tiny_config(preset, data, tmp_path / "r", steps=2, precision=precision, channels_last=True, grad_clip=1.0, **extra)
     t = Trainer(cfg)
     res = t.run()
     assert res.status == "finished" and all(torch.isfinite(p).all() for p in t.G.parameters())
-    if precision == "fp16":
+    assert all(torch.isfinite(p).all() for p in t.D.parameters())
+    if preset == "stylegan2-256":
+        assert "r1" in res.losses
+    elif precision == "fp16":
         assert t.G.net[1].clamp == 256.0
         assert load_checkpoint(res.last_checkpoint)["scaler_g"]["scale"] > 0
 
@@ -192,3 +197,27 @@ def test_r1_step_shares_the_real_forward_and_lazy_adam(data, tmp_path):
     t.step = 1
     out = t._d_step(real, None)
     assert "r1" not in out and len(calls) == 2
+
+
+def test_fp16_penalty_overflow_skips_the_step_and_lowers_the_scale(data, tmp_path, monkeypatch):
+    from fastgan import losses
+
+    cfg = tiny_config("stylegan2-256", data, tmp_path / "r", steps=1, precision="fp16", r1_every=1)
+    t = Trainer(cfg)
+    real_fn = losses.d_loss_with_r1
+
+    def overflowing(*a, **k):
+        loss, r1 = real_fn(*a, **k)
+        return loss, r1 * float("inf")
+
+    monkeypatch.setattr(losses, "d_loss_with_r1", overflowing)
+    before = _weights(t.D.state_dict())
+    real = torch.rand(cfg.batch_size, cfg.img_channels, cfg.resolution, cfg.resolution) * 2 - 1
+    out = t._d_step(real, None)
+    assert out == {} and t.skipped == 1
+    assert float(t.scaler_d.get_scale()) == 2.0 ** 15
+    assert all(torch.equal(before[k], v) for k, v in t.D.state_dict().items())
+    # without fp16 the same overflow is a non-finite loss: the run stops naming R1
+    t2 = Trainer(tiny_config("stylegan2-256", data, tmp_path / "r2", steps=1, r1_every=1))
+    with pytest.raises(NonFiniteLossError, match="R1"):
+        t2._d_step(real, None)

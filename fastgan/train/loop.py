@@ -307,6 +307,21 @@ class Trainer:
         raise NonFiniteLossError(f"step {self.step}: {name} loss is {loss.item()}; stopping "
                                  f"(last good checkpoint kept in {self.ckpt_dir}; --skip-nonfinite skips such steps)")
 
+    def _penalty_ok(self, value: torch.Tensor, name: str) -> bool:
+        """A gradient penalty computed through the fp16 loss scale can overflow: like
+        GradScaler with an inf gradient, skip this D step and lower the scale. Otherwise a
+        non-finite penalty is a non-finite loss (stop, or skip under --skip-nonfinite)."""
+        if bool(torch.isfinite(value)):
+            return True
+        if self.scaler_d.is_enabled():
+            scale = float(self.scaler_d.get_scale())
+            self.scaler_d.update(scale * self.scaler_d.get_backoff_factor())
+            self.skipped += 1
+            self._log(f"step {self.step}: fp16 overflow in the {name} at loss scale {scale:g}; "
+                      f"D step skipped, scale lowered to {float(self.scaler_d.get_scale()):g}")
+            return False
+        return self._check(value, name)
+
     def _opt_step(self, module, opt, scaler) -> None:
         average_gradients(module, self.info)
         if self.cfg.grad_clip > 0:
@@ -334,15 +349,19 @@ class Trainer:
             else:
                 loss = losses.d_loss(self.D_fwd(real, *d_args), fake_logits, cfg.loss)
             out = {"loss_d": loss.detach()}
+            gp = None
             if cfg.gp_weight > 0:
                 gp = losses.wgan_gp_penalty(self.D_fwd, real, fake.to(real.dtype), cfg.gp_weight, d_args=d_args,
                                             scaler=scaler)
-                out["gp"] = gp.detach()
-                loss = loss + gp
         if not self._check(loss, "D"):
             return {}
+        if gp is not None:
+            if not self._penalty_ok(gp, "gradient penalty"):
+                return {}
+            out["gp"] = gp.detach()
+            loss = loss + gp
         if r1 is not None:
-            if not self._check(r1, "R1"):
+            if not self._penalty_ok(r1, "R1"):
                 return {}
             out["r1"] = r1.detach()
             loss = loss + r1 * cfg.r1_every  # lazy regularization: R1 every r1_every steps, scaled up
