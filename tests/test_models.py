@@ -192,15 +192,16 @@ def test_stylegan2_modconv_forms_and_kits_agree_float64(layout):
     with pytest.raises(ValueError, match="modconv"):
         StyleGAN2Generator(modconv="fused", **kw)
 
-    dkw = dict(resolution=16, img_channels=3, base_ch=128, max_ch=8)
-    torch.manual_seed(0)
-    Ds = StyleGAN2Discriminator(layers="stock", **dkw).double().to(memory_format=fmt)
-    Df = StyleGAN2Discriminator(layers="fastgan", **dkw).double().to(memory_format=fmt)
-    Df.load_state_dict(Ds.state_dict())
-    x = img0.contiguous(memory_format=fmt)
-    pf, ps = r1_penalty(Df, x, 10.0), r1_penalty_naive(Ds, x, 10.0)
-    torch.testing.assert_close(pf, ps)
-    pf.backward()
-    ps.backward()
-    for (n, a), b in zip(Df.named_parameters(), Ds.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, msg=lambda m: f"D {n}: {m}")
+    for clamp in (None, 0.3):  # 0.3: the clamp is active on a good share of activations
+        dkw = dict(resolution=16, img_channels=3, base_ch=128, max_ch=8, clamp=clamp)
+        torch.manual_seed(0)
+        Ds = StyleGAN2Discriminator(layers="stock", **dkw).double().to(memory_format=fmt)
+        Df = StyleGAN2Discriminator(layers="fastgan", **dkw).double().to(memory_format=fmt)
+        Df.load_state_dict(Ds.state_dict())
+        x = img0.contiguous(memory_format=fmt)
+        pf, ps = r1_penalty(Df, x, 10.0), r1_penalty_naive(Ds, x, 10.0)
+        torch.testing.assert_close(pf, ps)
+        pf.backward()
+        ps.backward()
+        for (n, a), b in zip(Df.named_parameters(), Ds.parameters()):
+            torch.testing.assert_close(a.grad, b.grad, msg=lambda m: f"D {n} clamp={clamp}: {m}")

@@ -191,8 +191,18 @@ class ResBlock(nn.Module):
         self.conv0 = EqualConv2d(cin, cin, 3, clamp=clamp, layers=layers)
         self.conv1 = EqualConv2d(cin, cout, 3, down=True, clamp=clamp, layers=layers)
         self.skip = EqualConv2d(cin, cout, 1, act="linear", down=True, bias=False, layers=layers)
+        self.fold = layers == "fastgan"
+        if self.fold:
+            # the residual's 1/sqrt(2) folded into the two branches: conv1's gain and clamp
+            # (clamp(v * g, c) * k == clamp(v * g * k, c * k) for k > 0) and skip's weight scale
+            k = 1 / math.sqrt(2)
+            self.conv1.gain *= k
+            self.conv1.clamp = None if clamp is None else clamp * k
+            self.skip.scale *= k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fold:
+            return self.skip(x) + self.conv1(self.conv0(x))
         return (self.skip(x) + self.conv1(self.conv0(x))) * (1 / math.sqrt(2))
 
 
