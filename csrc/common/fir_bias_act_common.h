@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <tuple>
 
 #include "bias_act_common.h"
 
@@ -111,9 +112,12 @@ inline at::MemoryFormat fir_format(bool cl) {
 }
 
 // Geometry of one call: `src` is read (x forward, grad backward), `dst` written.
+// `cl` is the layout the kernel works in; forward only: `dst_nchw` = the kernel works in
+// channels_last but writes y and saved in the contiguous layout (transposed on the fly).
 struct FirGeom {
   int64_t N = 0, C = 0, Hs = 0, Ws = 0, Hd = 0, Wd = 0;
   bool cl = false;
+  bool dst_nchw = false;
 };
 
 struct FirForwardPlan {
@@ -121,6 +125,7 @@ struct FirForwardPlan {
   FirSave save;
   FirSpec fir;
   FirGeom g;
+  bool out_cl = false;  // the layout y and saved must have on return
   at::Tensor x, b, y, saved;
 };
 
@@ -130,11 +135,26 @@ inline void check_4d(const at::Tensor& t, const char* op, const char* what) {
   check_float_tensor(t, op, what);
 }
 
+// out_format: the layout of y and saved (default: x's). `fuse_layout`: the kernel can read
+// channels_last x and write contiguous y / saved directly (CPU); otherwise y and saved are
+// made in the working layout and the caller converts them (finish_fir_forward).
+inline bool parse_out_format(const std::optional<at::MemoryFormat>& out_format, bool x_cl,
+                             const char* op) {
+  if (!out_format.has_value()) return x_cl;
+  TORCH_CHECK_VALUE(*out_format == at::MemoryFormat::Contiguous ||
+                        *out_format == at::MemoryFormat::ChannelsLast,
+                    op, ": out_format must be torch.contiguous_format or torch.channels_last, got ",
+                    *out_format);
+  return *out_format == at::MemoryFormat::ChannelsLast;
+}
+
 inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<at::Tensor>& b,
                                        c10::ArrayRef<double> f, int64_t fh, int64_t fw,
                                        bool separable, c10::IntArrayRef pad,
                                        std::string_view act, double alpha, double gain,
-                                       double clamp) {
+                                       double clamp,
+                                       const std::optional<at::MemoryFormat>& out_format,
+                                       bool fuse_layout) {
   constexpr const char* op = "fir_bias_act";
   FirForwardPlan p;
   p.act = parse_act(act);
@@ -153,10 +173,16 @@ inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<
   TORCH_CHECK_VALUE(g.Hd >= 1 && g.Wd >= 1, op, ": pad ", pad,
                     " leaves an empty output for input size ", g.Hs, "x", g.Ws,
                     " and a ", fh, "x", fw, " filter");
-  g.cl = fir_use_channels_last(x);
+  const bool x_cl = fir_use_channels_last(x);
+  p.out_cl = parse_out_format(out_format, x_cl, op);
+  // Working layout: channels_last if x or y is (a contiguous x bound for a channels_last y
+  // is converted first); a channels_last x bound for a contiguous y is transposed in the
+  // epilogue when the kernel can (fuse_layout), else converted afterwards.
+  g.cl = fuse_layout ? (x_cl || p.out_cl) : x_cl;
+  g.dst_nchw = fuse_layout && g.cl && !p.out_cl;
   p.x = x.contiguous(fir_format(g.cl));
   if (b.has_value() && b->defined()) p.b = b->contiguous();
-  auto opts = x.options().memory_format(fir_format(g.cl));
+  auto opts = x.options().memory_format(fir_format(fuse_layout ? p.out_cl : g.cl));
   p.y = at::empty({g.N, g.C, g.Hd, g.Wd}, opts);
   if (p.save == FirSave::Mask) {
     p.saved = at::empty({g.N, g.C, g.Hd, g.Wd}, opts.dtype(at::kByte));
@@ -166,6 +192,12 @@ inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<
     p.saved = at::empty({0}, x.options().dtype(at::kByte));
   }
   return p;
+}
+
+// y and saved in the requested layout (a no-op when the kernel wrote them so).
+inline std::tuple<at::Tensor, at::Tensor> finish_fir_forward(const FirForwardPlan& p) {
+  const auto fmt = fir_format(p.out_cl);
+  return {p.y.contiguous(fmt), p.saved.numel() > 0 ? p.saved.contiguous(fmt) : p.saved};
 }
 
 struct FirGradPlan {

@@ -64,12 +64,37 @@ Taps<acc_t> make_taps(const FirSpec& s) {
 
 struct Planes {
   int64_t P, CB, Hs, Ws, Hd, Wd, C;
-  bool cl;
+  bool cl, dst_nchw;
 };
+
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (8 x 8 register blocks
+// for float).
+template <typename T>
+void transpose_rows(const T* __restrict__ src, int64_t rows, int64_t cols, int64_t ld_src,
+                    T* __restrict__ dst, int64_t ld_dst) {
+  int64_t i0 = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    for (; i0 + 8 <= rows; i0 += 8) {
+      int64_t j = 0;
+      for (; j + 8 <= cols; j += 8) {
+        at::vec::transpose_mxn<float, 8, 8>(src + i0 * ld_src + j, ld_src, dst + j * ld_dst + i0,
+                                            ld_dst);
+      }
+      for (; j < cols; ++j)
+        for (int64_t i = i0; i < i0 + 8; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
+    }
+  }
+  for (; i0 < rows; i0 += 16) {
+    const int64_t i1 = std::min(rows, i0 + 16);
+    for (int64_t j = 0; j < cols; ++j)
+      for (int64_t i = i0; i < i1; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
+  }
+}
 
 Planes make_planes(const FirGeom& g) {
   Planes p;
   p.cl = g.cl;
+  p.dst_nchw = g.dst_nchw;
   p.C = g.C;
   p.CB = g.cl ? g.C : 1;
   p.P = g.cl ? g.N : g.N * g.C;
@@ -237,45 +262,59 @@ void forward_impl(FirForwardPlan& plan, double alpha, double gain, double clamp)
   const acc_t alpha_v = ap.alpha, gain_v = ap.gain, clamp_v = ap.clamp;
   const bool has_clamp = ap.has_clamp;
   const Vec valpha(alpha_v), vgain(gain_v), vclamp(clamp_v);
-  auto store = [&](int64_t p, int64_t h, acc_t* __restrict__ a, acc_t* __restrict__ v) {
-    const int64_t off = (p * pl.Hd + h) * ld;
-    const acc_t* bb = (b != nullptr && pl.cl) ? brow.data() : nullptr;
-    const acc_t bc = (b != nullptr && !pl.cl) ? static_cast<acc_t>(b[p % pl.C]) : acc_t(0);
-    acc_t* __restrict__ yv = v;
-    if constexpr (kDirect) yv = reinterpret_cast<acc_t*>(y + off);
-    const Vec vbc(bc);
+  // finish: z[0 .. L) already holds acc + bias; writes y, and the saved mask / z, of L
+  // consecutive elements (tmp: L scratch values).
+  auto finish = [&](const acc_t* __restrict__ z, int64_t L, scalar_t* __restrict__ yo,
+                    uint8_t* __restrict__ mo, scalar_t* __restrict__ zo,
+                    acc_t* __restrict__ tmp) {
+    acc_t* __restrict__ yv = tmp;
+    if constexpr (kDirect) yv = reinterpret_cast<acc_t*>(yo);
     int64_t e = 0;
-    if (bb != nullptr) {
-      for (; e + kV <= ld; e += kV) {
-        const Vec z = Vec::loadu(a + e) + Vec::loadu(bb + e);
-        if constexpr (M != FirSave::None) z.store(a + e);
-        bias_act_forward_elem<A>(z, valpha, vgain, vclamp, has_clamp).store(yv + e);
-      }
-    } else {
-      for (; e + kV <= ld; e += kV) {
-        const Vec z = Vec::loadu(a + e) + vbc;
-        if constexpr (M != FirSave::None) z.store(a + e);
-        bias_act_forward_elem<A>(z, valpha, vgain, vclamp, has_clamp).store(yv + e);
-      }
-    }
-    for (; e < ld; ++e) {
-      const acc_t z = a[e] + (bb != nullptr ? bb[e] : bc);
-      a[e] = z;
-      yv[e] = bias_act_forward_elem<A>(z, alpha_v, gain_v, clamp_v, has_clamp);
-    }
-    if constexpr (!kDirect) at::vec::convert(v, y + off, ld);
+    for (; e + kV <= L; e += kV)
+      bias_act_forward_elem<A>(Vec::loadu(z + e), valpha, vgain, vclamp, has_clamp).store(yv + e);
+    for (; e < L; ++e) yv[e] = bias_act_forward_elem<A>(z[e], alpha_v, gain_v, clamp_v, has_clamp);
+    if constexpr (!kDirect) at::vec::convert(static_cast<const acc_t*>(yv), yo, L);
     if constexpr (M == FirSave::Mask) {
-      uint8_t* __restrict__ mr = mask + off;
       const acc_t* __restrict__ yy = yv;
       if (has_clamp) {
-        for (int64_t i = 0; i < ld; ++i)
-          mr[i] = static_cast<uint8_t>((a[i] > acc_t(0) ? 1 : 0) |
+        for (int64_t i = 0; i < L; ++i)
+          mo[i] = static_cast<uint8_t>((z[i] > acc_t(0) ? 1 : 0) |
                                        (math::fg_abs(yy[i]) < clamp_v ? 2 : 0));
       } else {
-        for (int64_t i = 0; i < ld; ++i) mr[i] = static_cast<uint8_t>(a[i] > acc_t(0) ? 3 : 2);
+        for (int64_t i = 0; i < L; ++i) mo[i] = static_cast<uint8_t>(z[i] > acc_t(0) ? 3 : 2);
       }
     } else if constexpr (M == FirSave::Z) {
-      at::vec::convert(static_cast<const acc_t*>(a), zs + off, ld);
+      at::vec::convert(z, zo, L);
+    }
+  };
+  const int64_t plane_d = pl.Hd * pl.Wd;
+  auto store = [&](int64_t p, int64_t h, acc_t* __restrict__ a, acc_t* __restrict__ v) {
+    // z = acc + bias, in place.
+    const acc_t* bb = (b != nullptr && pl.cl) ? brow.data() : nullptr;
+    if (bb != nullptr) {
+      int64_t e = 0;
+      for (; e + kV <= ld; e += kV) (Vec::loadu(a + e) + Vec::loadu(bb + e)).store(a + e);
+      for (; e < ld; ++e) a[e] += bb[e];
+    } else if (b != nullptr) {
+      const acc_t bc = static_cast<acc_t>(b[p % pl.C]);
+      const Vec vbc(bc);
+      int64_t e = 0;
+      for (; e + kV <= ld; e += kV) (Vec::loadu(a + e) + vbc).store(a + e);
+      for (; e < ld; ++e) a[e] += bc;
+    }
+    if (!pl.dst_nchw) {
+      const int64_t off = (p * pl.Hd + h) * ld;
+      finish(a, ld, y + off, mask != nullptr ? mask + off : nullptr,
+             zs != nullptr ? zs + off : nullptr, v);
+      return;
+    }
+    // Working in channels_last, writing contiguous y / saved: transpose the row [Wd][C] to
+    // [C][Wd] while it is in cache, then finish each channel's run of Wd outputs.
+    transpose_rows(static_cast<const acc_t*>(a), pl.Wd, pl.C, pl.C, v, pl.Wd);
+    for (int64_t c = 0; c < pl.C; ++c) {
+      const int64_t off = (p * pl.C + c) * plane_d + h * pl.Wd;
+      finish(v + c * pl.Wd, pl.Wd, y + off, mask != nullptr ? mask + off : nullptr,
+             zs != nullptr ? zs + off : nullptr, a);
     }
   };
   fir_drive<acc_t>(pl, taps, strips, load, store);
