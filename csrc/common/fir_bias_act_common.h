@@ -112,12 +112,14 @@ inline at::MemoryFormat fir_format(bool cl) {
 }
 
 // Geometry of one call: `src` is read (x forward, grad backward), `dst` written.
-// `cl` is the layout the kernel works in; forward only: `dst_nchw` = the kernel works in
-// channels_last but writes y and saved in the contiguous layout (transposed on the fly).
+// `cl` is the layout the kernel works in; forward only, with `cl`: `dst_nchw` = y and saved
+// are written in the contiguous layout, `src_nchw` = x is read from the contiguous layout
+// (both transposed on the fly, in cache).
 struct FirGeom {
   int64_t N = 0, C = 0, Hs = 0, Ws = 0, Hd = 0, Wd = 0;
   bool cl = false;
   bool dst_nchw = false;
+  bool src_nchw = false;
 };
 
 struct FirForwardPlan {
@@ -175,12 +177,13 @@ inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<
                     " and a ", fh, "x", fw, " filter");
   const bool x_cl = fir_use_channels_last(x);
   p.out_cl = parse_out_format(out_format, x_cl, op);
-  // Working layout: channels_last if x or y is (a contiguous x bound for a channels_last y
-  // is converted first); a channels_last x bound for a contiguous y is transposed in the
-  // epilogue when the kernel can (fuse_layout), else converted afterwards.
+  // Working layout: channels_last if x or y is. When the kernel can (fuse_layout), a
+  // contiguous x bound for a channels_last y is transposed as it is read, a channels_last x
+  // bound for a contiguous y in the epilogue; otherwise y is converted afterwards.
   g.cl = fuse_layout ? (x_cl || p.out_cl) : x_cl;
   g.dst_nchw = fuse_layout && g.cl && !p.out_cl;
-  p.x = x.contiguous(fir_format(g.cl));
+  g.src_nchw = fuse_layout && g.cl && !x_cl;
+  p.x = x.contiguous(fir_format(x_cl));
   if (b.has_value() && b->defined()) p.b = b->contiguous();
   auto opts = x.options().memory_format(fir_format(fuse_layout ? p.out_cl : g.cl));
   p.y = at::empty({g.N, g.C, g.Hd, g.Wd}, opts);

@@ -64,16 +64,16 @@ Taps<acc_t> make_taps(const FirSpec& s) {
 
 struct Planes {
   int64_t P, CB, Hs, Ws, Hd, Wd, C;
-  bool cl, dst_nchw;
+  bool cl, dst_nchw, src_nchw;
 };
 
-// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (8 x 8 register blocks
-// for float).
-template <typename T>
-void transpose_rows(const T* __restrict__ src, int64_t rows, int64_t cols, int64_t ld_src,
-                    T* __restrict__ dst, int64_t ld_dst) {
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols, converting S to D
+// (8 x 8 register blocks for float).
+template <typename S, typename D>
+void transpose_rows(const S* __restrict__ src, int64_t rows, int64_t cols, int64_t ld_src,
+                    D* __restrict__ dst, int64_t ld_dst) {
   int64_t i0 = 0;
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<S, float> && std::is_same_v<D, float>) {
     for (; i0 + 8 <= rows; i0 += 8) {
       int64_t j = 0;
       for (; j + 8 <= cols; j += 8) {
@@ -87,7 +87,7 @@ void transpose_rows(const T* __restrict__ src, int64_t rows, int64_t cols, int64
   for (; i0 < rows; i0 += 16) {
     const int64_t i1 = std::min(rows, i0 + 16);
     for (int64_t j = 0; j < cols; ++j)
-      for (int64_t i = i0; i < i1; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
+      for (int64_t i = i0; i < i1; ++i) dst[j * ld_dst + i] = static_cast<D>(src[i * ld_src + j]);
   }
 }
 
@@ -95,6 +95,7 @@ Planes make_planes(const FirGeom& g) {
   Planes p;
   p.cl = g.cl;
   p.dst_nchw = g.dst_nchw;
+  p.src_nchw = g.src_nchw;
   p.C = g.C;
   p.CB = g.cl ? g.C : 1;
   p.P = g.cl ? g.N : g.N * g.C;
@@ -252,7 +253,13 @@ void forward_impl(FirForwardPlan& plan, double alpha, double gain, double clamp)
   const int64_t ls = pl.Ws * pl.CB, ld = pl.Wd * pl.CB;
 
   auto load = [&](int64_t, int64_t p, int64_t r, acc_t* row, bool) {
-    at::vec::convert(x + (p * pl.Hs + r) * ls, row, ls);
+    if (pl.src_nchw) {
+      // Working in channels_last from a contiguous x: gather row r of every channel.
+      transpose_rows(x + p * pl.C * pl.Hs * pl.Ws + r * pl.Ws, pl.C, pl.Ws, pl.Hs * pl.Ws, row,
+                     pl.C);
+    } else {
+      at::vec::convert(x + (p * pl.Hs + r) * ls, row, ls);
+    }
   };
   // The epilogue: z = acc + bias, y = clamp(gain * act(z)) on Vectorized while the row is
   // in L1 (float y is written straight to the output), then the saved mask / z.

@@ -9,7 +9,11 @@ with the StyleGAN2-ADA ``conv2d_resample(x, w, f, up=up, padding=k // 2)`` contr
 transposed convolution and the filter (filter normalized to unit sum, gain ``up**2``, the
 padding arithmetic of that contract), followed by the ``bias_act`` contract.
 
-* The transposed convolution runs in ATen (oneDNN / cuDNN).
+* The transposed convolution runs in ATen (oneDNN / cuDNN). On CPU (float32) it runs in
+  channels_last (oneDNN's stride-2 transposed convolution is ~3x faster so) and the fused
+  op writes its result straight back in x's layout (``out_format``: the epilogue transposes
+  each row in cache); its backward runs in x's own layout, where the weight gradient is
+  faster (``_ConvTransposeCL``).
 * Everything after it -- FIR filter (separable or full, up to 8 taps per axis), bias,
   activation, gain, clamp -- is ONE op, ``fastgan::fir_bias_act``, one pass over memory.
 * Its backward is ONE op, ``fastgan::fir_bias_act_grad``: ``g = grad * dy/dz``, the
@@ -56,6 +60,10 @@ _MAX_TAPS = 8
 # dtypes whose CPU transposed convolution runs in channels_last (measured for float32;
 # tests widen it to cover the path in every dtype).
 _CL_CONV_DTYPES = (torch.float32,)
+# downsample_conv2d in channels_last (filter writes channels_last, strided conv and its
+# backward in channels_last, result converted back): no measurable gain on the 2-core CPU
+# at (8, 128, 64, 64) -> 32 x 32 (forward about equal, forward+backward within noise), so off.
+_CL_DOWN = False
 
 FilterLike = Union[Sequence[float], Sequence[Sequence[float]], torch.Tensor, float]
 
@@ -358,6 +366,14 @@ def downsample_conv2d(
             py + (fir.fh - down + 1) // 2, py + (fir.fh - down) // 2]
     if x.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or x.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
+    if _CL_DOWN and _cpu_channels_last_conv(x):
+        # The filter writes channels_last (transposing a contiguous x as it reads it), the
+        # strided convolution and its backward run in channels_last (oneDNN is faster so),
+        # and the 4x smaller result is returned in x's layout.
+        t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0, torch.channels_last)
+        t = F.conv2d(t, w.contiguous(memory_format=torch.channels_last), stride=down)
+        y = bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
+        return y.contiguous(memory_format=_fmt(x))
     t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
     t = F.conv2d(t, w, stride=down)
     return bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
