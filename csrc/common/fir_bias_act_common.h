@@ -137,9 +137,10 @@ inline void check_4d(const at::Tensor& t, const char* op, const char* what) {
   check_float_tensor(t, op, what);
 }
 
-// out_format: the layout of y and saved (default: x's). `fuse_layout`: the kernel can read
-// channels_last x and write contiguous y / saved directly (CPU); otherwise y and saved are
-// made in the working layout and the caller converts them (finish_fir_forward).
+// out_format: the layout of y and saved (default: x's). `fuse_layout`: the kernel can work
+// in channels_last while reading a contiguous x or writing a contiguous y / saved (CPU);
+// otherwise y and saved are made in x's layout and the caller converts them
+// (finish_fir_forward).
 inline bool parse_out_format(const std::optional<at::MemoryFormat>& out_format, bool x_cl,
                              const char* op) {
   if (!out_format.has_value()) return x_cl;
