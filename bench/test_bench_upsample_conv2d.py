@@ -7,10 +7,11 @@ depthwise conv2d blur, bias, leaky_relu, gain) vs torch.compile of that composit
 FASTGAN_BENCH_UP_SHAPE=N,C,H,W overrides the input shape. Every case is checked against the
 stock result before it is timed; several input sets rotate.
 
-On CPU (float32) fastgan runs the transposed convolution in channels_last (oneDNN's
-stride-2 transposed convolution is ~3x faster so) and its fused epilogue writes the result
-back in x's (contiguous) layout; the inputs here are contiguous, as in the stock case, so
-every implementation gets and returns the same layout.
+On CPU (float32) fastgan runs the transposed convolution and its backward in channels_last
+(oneDNN's stride-2 transposed convolution is ~3x faster so); its fused epilogue writes the
+result back in x's (contiguous) layout and its fused backward reads the contiguous grad of
+y. The inputs here are contiguous, as in the stock case, so every implementation gets and
+returns the same layout.
 
 test_upsample_conv2d_saved_memory (not a timing: skipped under --benchmark-only) measures
 the bytes saved for backward (torch.autograd.graph.saved_tensors_hooks, distinct storages)

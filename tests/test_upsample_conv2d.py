@@ -534,8 +534,9 @@ def test_fir_op_out_format(dtype, x_cl, out, act, clamp, f, pad):
     y, s = torch.ops.fastgan.fir_bias_act(*args, fmt)
     want = fmt if fmt is not None else (torch.channels_last if x_cl else torch.contiguous_format)
     assert y.is_contiguous(memory_format=want)
+    swant = torch.channels_last if (x_cl or want == torch.channels_last) else torch.contiguous_format
     if s.numel():
-        assert s.is_contiguous(memory_format=want)
+        assert s.is_contiguous(memory_format=swant)
     # (vector / scalar-tail splits differ between the layouts: smooth acts may differ by an ulp)
     close(y, y0, dtype)
     if s.dtype == torch.uint8:
@@ -544,6 +545,20 @@ def test_fir_op_out_format(dtype, x_cl, out, act, clamp, f, pad):
         close(s, s0, dtype)
     if dtype in (torch.float32, torch.float64):
         torch.library.opcheck(torch.ops.fastgan.fir_bias_act.default, args + (fmt,))
+    # The gradient op, for gy in either layout against saved in its layout: the same gx, gb
+    # as the default (x's layout) path, gx in saved's layout.
+    gy = rand(*y.shape, seed=5, dtype=dtype)
+    gz = rand(*y.shape, seed=6, dtype=dtype) if s.is_floating_point() else None
+    gargs = (taps, fh, fw, sep, pad, 9, 10, act, 0.2, 1.4, clamp, True)
+    gx0, gb0 = torch.ops.fastgan.fir_bias_act_grad(gy, s0, gz, *gargs)
+    for gyl in (gy, gy.contiguous(memory_format=torch.channels_last)):
+        gx, gb = torch.ops.fastgan.fir_bias_act_grad(gyl, s, gz, *gargs)
+        if s.numel():
+            assert gx.is_contiguous(memory_format=swant)
+        close(gx, gx0, dtype)
+        close(gb, gb0, dtype, scale=10)
+        if dtype in (torch.float32, torch.float64):
+            torch.library.opcheck(torch.ops.fastgan.fir_bias_act_grad.default, (gyl, s, gz) + gargs)
     with pytest.raises(ValueError, match="out_format"):
         torch.ops.fastgan.fir_bias_act(*args, torch.preserve_format)
 

@@ -127,7 +127,8 @@ struct FirForwardPlan {
   FirSave save;
   FirSpec fir;
   FirGeom g;
-  bool out_cl = false;  // the layout y and saved must have on return
+  bool out_cl = false;    // the layout y must have on return
+  bool saved_cl = false;  // the layout saved must have on return
   at::Tensor x, b, y, saved;
 };
 
@@ -137,10 +138,10 @@ inline void check_4d(const at::Tensor& t, const char* op, const char* what) {
   check_float_tensor(t, op, what);
 }
 
-// out_format: the layout of y and saved (default: x's). `fuse_layout`: the kernel can work
-// in channels_last while reading a contiguous x or writing a contiguous y / saved (CPU);
-// otherwise y and saved are made in x's layout and the caller converts them
-// (finish_fir_forward).
+// out_format: the layout of y (default: x's); saved is channels_last if x or y is.
+// `fuse_layout`: the kernel can work in channels_last while reading a contiguous x or
+// writing a contiguous y (CPU); otherwise y and saved are made in x's layout and the caller
+// converts them (finish_fir_forward).
 inline bool parse_out_format(const std::optional<at::MemoryFormat>& out_format, bool x_cl,
                              const char* op) {
   if (!out_format.has_value()) return x_cl;
@@ -186,8 +187,12 @@ inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<
   g.src_nchw = fuse_layout && g.cl && !x_cl;
   p.x = x.contiguous(fir_format(x_cl));
   if (b.has_value() && b->defined()) p.b = b->contiguous();
-  auto opts = x.options().memory_format(fir_format(fuse_layout ? p.out_cl : g.cl));
-  p.y = at::empty({g.N, g.C, g.Hd, g.Wd}, opts);
+  // y in out_format; saved in the working layout (channels_last if x or y is), where the
+  // backward works too.
+  p.saved_cl = x_cl || p.out_cl;
+  p.y = at::empty({g.N, g.C, g.Hd, g.Wd},
+                  x.options().memory_format(fir_format(fuse_layout ? p.out_cl : g.cl)));
+  auto opts = x.options().memory_format(fir_format(g.cl));
   if (p.save == FirSave::Mask) {
     p.saved = at::empty({g.N, g.C, g.Hd, g.Wd}, opts.dtype(at::kByte));
   } else if (p.save == FirSave::Z) {
@@ -198,10 +203,10 @@ inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<
   return p;
 }
 
-// y and saved in the requested layout (a no-op when the kernel wrote them so).
+// y and saved in their promised layouts (a no-op when the kernel wrote them so).
 inline std::tuple<at::Tensor, at::Tensor> finish_fir_forward(const FirForwardPlan& p) {
-  const auto fmt = fir_format(p.out_cl);
-  return {p.y.contiguous(fmt), p.saved.numel() > 0 ? p.saved.contiguous(fmt) : p.saved};
+  return {p.y.contiguous(fir_format(p.out_cl)),
+          p.saved.numel() > 0 ? p.saved.contiguous(fir_format(p.saved_cl)) : p.saved};
 }
 
 struct FirGradPlan {
@@ -217,7 +222,7 @@ inline FirGradPlan plan_fir_grad(const at::Tensor& grad, const at::Tensor& saved
                                  const std::optional<at::Tensor>& gz, c10::ArrayRef<double> f,
                                  int64_t fh, int64_t fw, bool separable, c10::IntArrayRef pad,
                                  int64_t in_h, int64_t in_w, std::string_view act, double alpha,
-                                 double gain, double clamp, bool reduce) {
+                                 double gain, double clamp, bool reduce, bool fuse_layout) {
   constexpr const char* op = "fir_bias_act_grad";
   FirGradPlan p;
   p.act = parse_act(act);
@@ -241,9 +246,14 @@ inline FirGradPlan plan_fir_grad(const at::Tensor& grad, const at::Tensor& saved
                     " but the forward of an input of size ", in_h, "x", in_w, " with pad ", pad,
                     " gives ", in_h + fwd.py0 + fwd.py1 - fh + 1, "x",
                     in_w + fwd.px0 + fwd.px1 - fw + 1);
-  g.cl = fir_use_channels_last(grad);
+  // Working layout (and gx's): saved's, which the forward made in its working layout; with
+  // nothing saved, grad's. A contiguous grad for channels_last work is transposed as it is
+  // read when the kernel can (fuse_layout), else converted.
+  const bool grad_cl = fir_use_channels_last(grad);
+  g.cl = (p.save != FirSave::None && saved.dim() == 4) ? fir_use_channels_last(saved) : grad_cl;
+  g.src_nchw = fuse_layout && g.cl && !grad_cl;
   const auto fmt = fir_format(g.cl);
-  p.grad = grad.contiguous(fmt);
+  p.grad = g.src_nchw ? grad.contiguous() : grad.contiguous(fmt);
   if (p.save == FirSave::None) {
     TORCH_CHECK_VALUE(saved.numel() == 0, op, ": saved must be empty for act '",
                       std::string(act), "' without clamp");

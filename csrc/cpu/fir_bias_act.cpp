@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> fir_bias_act_grad_cpu(
     bool reduce) {
   FirGradPlan plan = plan_fir_grad(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w,
                                    std::string_view(act.data(), act.size()), alpha, gain,
-                                   clamp, reduce);
+                                   clamp, reduce, true);
   if (plan.gx.numel() == 0 && plan.grad.numel() == 0) {
     if (reduce) plan.gb.zero_();
     return {plan.gx, plan.gb};

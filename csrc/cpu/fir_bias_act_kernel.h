@@ -269,20 +269,17 @@ void forward_impl(FirForwardPlan& plan, double alpha, double gain, double clamp)
   const acc_t alpha_v = ap.alpha, gain_v = ap.gain, clamp_v = ap.clamp;
   const bool has_clamp = ap.has_clamp;
   const Vec valpha(alpha_v), vgain(gain_v), vclamp(clamp_v);
-  // finish: z[0 .. L) already holds acc + bias; writes y, and the saved mask / z, of L
-  // consecutive elements (tmp: L scratch values).
-  auto finish = [&](const acc_t* __restrict__ z, int64_t L, scalar_t* __restrict__ yo,
-                    uint8_t* __restrict__ mo, scalar_t* __restrict__ zo,
-                    acc_t* __restrict__ tmp) {
-    acc_t* __restrict__ yv = tmp;
-    if constexpr (kDirect) yv = reinterpret_cast<acc_t*>(yo);
+  // act_row: yv[0 .. L) = clamp(gain * act(z)); save_row: the saved mask / z of L elements
+  // (the mask from z and y).
+  auto act_row = [&](const acc_t* __restrict__ z, int64_t L, acc_t* __restrict__ yv) {
     int64_t e = 0;
     for (; e + kV <= L; e += kV)
       bias_act_forward_elem<A>(Vec::loadu(z + e), valpha, vgain, vclamp, has_clamp).store(yv + e);
     for (; e < L; ++e) yv[e] = bias_act_forward_elem<A>(z[e], alpha_v, gain_v, clamp_v, has_clamp);
-    if constexpr (!kDirect) at::vec::convert(static_cast<const acc_t*>(yv), yo, L);
+  };
+  auto save_row = [&](const acc_t* __restrict__ z, const acc_t* __restrict__ yy, int64_t L,
+                      uint8_t* __restrict__ mo, scalar_t* __restrict__ zo) {
     if constexpr (M == FirSave::Mask) {
-      const acc_t* __restrict__ yy = yv;
       if (has_clamp) {
         for (int64_t i = 0; i < L; ++i)
           mo[i] = static_cast<uint8_t>((z[i] > acc_t(0) ? 1 : 0) |
@@ -309,20 +306,23 @@ void forward_impl(FirForwardPlan& plan, double alpha, double gain, double clamp)
       for (; e + kV <= ld; e += kV) (Vec::loadu(a + e) + vbc).store(a + e);
       for (; e < ld; ++e) a[e] += bc;
     }
+    const int64_t off = (p * pl.Hd + h) * ld;  // saved: always the working layout
+    uint8_t* mo = mask != nullptr ? mask + off : nullptr;
+    scalar_t* zo = zs != nullptr ? zs + off : nullptr;
     if (!pl.dst_nchw) {
-      const int64_t off = (p * pl.Hd + h) * ld;
-      finish(a, ld, y + off, mask != nullptr ? mask + off : nullptr,
-             zs != nullptr ? zs + off : nullptr, v);
+      acc_t* yv = v;
+      if constexpr (kDirect) yv = reinterpret_cast<acc_t*>(y + off);
+      act_row(a, ld, yv);
+      if constexpr (!kDirect) at::vec::convert(static_cast<const acc_t*>(yv), y + off, ld);
+      save_row(a, yv, ld, mo, zo);
       return;
     }
-    // Working in channels_last, writing contiguous y / saved: transpose the row [Wd][C] to
-    // [C][Wd] while it is in cache, then finish each channel's run of Wd outputs.
-    transpose_rows(static_cast<const acc_t*>(a), pl.Wd, pl.C, pl.C, v, pl.Wd);
-    for (int64_t c = 0; c < pl.C; ++c) {
-      const int64_t off = (p * pl.C + c) * plane_d + h * pl.Wd;
-      finish(v + c * pl.Wd, pl.Wd, y + off, mask != nullptr ? mask + off : nullptr,
-             zs != nullptr ? zs + off : nullptr, a);
-    }
+    // Working in channels_last, writing a contiguous y: y's row [Wd][C] is transposed to
+    // [C][Wd] from cache (8 x 8 register blocks for float) straight into the output.
+    act_row(a, ld, v);
+    save_row(a, v, ld, mo, zo);
+    transpose_rows(static_cast<const acc_t*>(v), pl.Wd, pl.C, pl.C,
+                   y + p * pl.C * plane_d + h * pl.Wd, plane_d);
   };
   fir_drive<acc_t>(pl, taps, strips, load, store);
 }
@@ -352,7 +352,14 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
   constexpr bool kDirect = std::is_same_v<scalar_t, acc_t>;
   auto load = [&](int64_t item, int64_t p, int64_t r, acc_t* __restrict__ row, bool owned) {
     const int64_t off = (p * pl.Hs + r) * ls;
-    const scalar_t* __restrict__ g = gy + off;
+    // dy (working layout) into row: channels_last work from a contiguous grad gathers row
+    // r of every channel.
+    if (pl.src_nchw) {
+      transpose_rows(gy + p * pl.C * pl.Hs * pl.Ws + r * pl.Ws, pl.C, pl.Ws, pl.Hs * pl.Ws, row,
+                     pl.C);
+    } else {
+      at::vec::convert(gy + off, row, ls);
+    }
     const uint8_t* __restrict__ mr = M == FirSave::Mask ? mask + off : nullptr;
     const scalar_t* __restrict__ zr = M == FirSave::Z ? zs + off : nullptr;
     if constexpr (M == FirSave::Mask) {
@@ -361,13 +368,11 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
                                                clamp_v, has_clamp);
       const acc_t fneg = fir_grad_factor<A, M>(acc_t(0), uint8_t(2), alpha_v, gain_v, inv_gain_v,
                                                clamp_v, has_clamp);
-      at::vec::convert(g, row, ls);
       for (int64_t e = 0; e < ls; ++e) {
         const uint8_t m = mr[e];
         row[e] *= (m & 2) ? ((m & 1) ? fpos : fneg) : acc_t(0);
       }
     } else if constexpr (M == FirSave::None) {
-      at::vec::convert(g, row, ls);
       for (int64_t e = 0; e < ls; ++e) row[e] *= gain_v;
     } else {
       int64_t e = 0;
@@ -376,11 +381,11 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
         for (; e + kV <= ls; e += kV) {
           const Vec f = fir_grad_factor<A, M>(Vec::loadu(zr + e), uint8_t(0), valpha, vgain, vinv,
                                               vclamp, has_clamp);
-          (Vec::loadu(g + e) * f).store(row + e);
+          (Vec::loadu(row + e) * f).store(row + e);
         }
       }
       for (; e < ls; ++e) {
-        row[e] = static_cast<acc_t>(g[e]) *
+        row[e] = row[e] *
                  fir_grad_factor<A, M>(static_cast<acc_t>(zr[e]), uint8_t(0), alpha_v, gain_v,
                                        inv_gain_v, clamp_v, has_clamp);
       }

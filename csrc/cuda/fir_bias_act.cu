@@ -311,7 +311,7 @@ std::tuple<at::Tensor, at::Tensor> fir_bias_act_grad_cuda(
   c10::cuda::CUDAGuard guard(grad.device());
   FirGradPlan p = plan_fir_grad(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w,
                                 std::string_view(act.data(), act.size()), alpha, gain, clamp,
-                                reduce);
+                                reduce, false);
   const auto acc_type = grad.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor gb_acc = reduce ? at::zeros({p.g.C}, grad.options().dtype(acc_type)) : at::Tensor();
   if (p.gx.numel() > 0 || p.grad.numel() > 0) {

@@ -12,8 +12,9 @@ padding arithmetic of that contract), followed by the ``bias_act`` contract.
 * The transposed convolution runs in ATen (oneDNN / cuDNN). On CPU (float32) it runs in
   channels_last (oneDNN's stride-2 transposed convolution is ~3x faster so) and the fused
   op writes its result straight back in x's layout (``out_format``: the epilogue transposes
-  each row in cache); its backward runs in x's own layout, where the weight gradient is
-  faster (``_ConvTransposeCL``).
+  each row in cache). The saved mask stays in channels_last, the backward op reads the
+  contiguous grad of y transposing it in cache, and the convolution's backward runs in
+  channels_last too.
 * Everything after it -- FIR filter (separable or full, up to 8 taps per axis), bias,
   activation, gain, clamp -- is ONE op, ``fastgan::fir_bias_act``, one pass over memory.
 * Its backward is ONE op, ``fastgan::fir_bias_act_grad``: ``g = grad * dy/dz``, the
@@ -209,44 +210,12 @@ def _fir_bias_act(t, b, fir: _Fir, pad, act, alpha, gain, clamp, out_format=None
 
 
 def _cpu_channels_last_conv(x: torch.Tensor) -> bool:
-    """Whether the block runs its transposed convolution in channels_last: on CPU, float32,
-    with the fused kernels (which write the result back in x's layout without an extra
-    pass). oneDNN's stride-2 transposed convolution is ~3x faster in channels_last there
-    ((8, 128, 32, 32), 3x3: 14 ms vs 44 ms); its backward is not faster (the weight
-    gradient is slower), so the backward stays in x's layout (_ConvTransposeCL)."""
+    """Whether the block runs its transposed convolution (and that convolution's backward)
+    in channels_last: on CPU, float32, with the fused kernels, which write y back in x's
+    layout and read a contiguous grad of y for channels_last work without extra passes.
+    oneDNN's stride-2 transposed convolution is ~3x faster in channels_last there
+    ((8, 128, 32, 32), 3x3: 14 ms vs 44 ms), its input gradient faster too."""
     return x.device.type == "cpu" and x.dtype in _CL_CONV_DTYPES and _backend.use_kernel(x)
-
-
-class _ConvTransposeCL(torch.autograd.Function):
-    """``conv_transpose2d(x, wt, stride, padding)`` computed in channels_last (result in
-    channels_last), differentiated in x's and wt's own layouts with ATen's
-    convolution_backward (itself differentiable, so double backward works)."""
-
-    @staticmethod
-    def forward(x, wt, stride, padding):
-        cl = torch.channels_last
-        return F.conv_transpose2d(x.contiguous(memory_format=cl), wt.contiguous(memory_format=cl),
-                                  stride=stride, padding=padding)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, wt, stride, padding = inputs
-        ctx.save_for_backward(x, wt)
-        ctx.stride, ctx.padding = stride, padding
-
-    @staticmethod
-    def backward(ctx, g):
-        x, wt = ctx.saved_tensors
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if not (need_x or need_w):
-            return None, None, None, None
-        g = g.contiguous(memory_format=_fmt(x))
-        s = ctx.stride
-        gx, gw, _ = torch.ops.aten.convolution_backward(
-            g, x, wt, None, [s, s], list(ctx.padding), [1, 1], True, [0, 0], 1,
-            [need_x, need_w, False],
-        )
-        return gx, gw, None, None
 
 
 def _prepare(x, weight, bias, f, factor, factor_name, act, alpha, gain, clamp, padding,
@@ -310,8 +279,12 @@ def upsample_conv2d(
     if flip_weight:
         wt = wt.flip([2, 3])
     if _cpu_channels_last_conv(x):
-        # Channels_last convolution; the fused epilogue writes y in x's layout.
-        t = _ConvTransposeCL.apply(x, wt, up, tpad)
+        # Channels_last convolution (x is 1/4 of the output: converting it is cheap); the
+        # fused epilogue writes y in x's layout, and its backward reads y's gradient in that
+        # layout and hands the convolution's backward a channels_last gradient.
+        cl = torch.channels_last
+        t = F.conv_transpose2d(x.contiguous(memory_format=cl), wt.contiguous(memory_format=cl),
+                               stride=up, padding=tpad)
         out_format = _fmt(x)
     else:
         t = F.conv_transpose2d(x, wt, stride=up, padding=tpad)
@@ -411,11 +384,14 @@ def _fir_bias_act_fake(x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp,
     shape = (n, c, h + pad[2] + pad[3] - fh + 1, w + pad[0] + pad[1] - fw + 1)
     fmt = _fmt(x) if out_format is None else out_format
     y = x.new_empty(shape).contiguous(memory_format=fmt)
+    # saved: the kernel's working layout, channels_last if x or y is.
+    cl = torch.channels_last in (_fmt(x), fmt)
+    sfmt = torch.channels_last if cl else torch.contiguous_format
     mode = _save_mode(act, clamp)
     if mode == "mask":
-        saved = x.new_empty(shape, dtype=torch.uint8).contiguous(memory_format=fmt)
+        saved = x.new_empty(shape, dtype=torch.uint8).contiguous(memory_format=sfmt)
     elif mode == "z":
-        saved = x.new_empty(shape).contiguous(memory_format=fmt)
+        saved = x.new_empty(shape).contiguous(memory_format=sfmt)
     else:
         saved = x.new_empty((0,), dtype=torch.uint8)
     return y, saved
@@ -424,7 +400,9 @@ def _fir_bias_act_fake(x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp,
 def _fir_bias_act_grad_fake(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w, act,
                             alpha, gain, clamp, reduce):
     n, c = grad.shape[:2]
-    gx = grad.new_empty((n, c, in_h, in_w)).contiguous(memory_format=_fmt(grad))
+    # The working layout: saved's (the forward's working layout) when something is saved.
+    fmt = _fmt(saved) if (_save_mode(act, clamp) != "none" and saved.dim() == 4) else _fmt(grad)
+    gx = grad.new_empty((n, c, in_h, in_w)).contiguous(memory_format=fmt)
     gb = grad.new_empty((c,) if reduce else (0,))
     return gx, gb
 
@@ -451,9 +429,8 @@ def _fwd_backward(ctx, gy, gsaved):
         return (None,) * 12
     if gy is None:
         gy = torch.zeros_like(gz)
-    # The gradient op works in gy's layout, which must be saved's: y's layout (which is x's
-    # unless out_format said otherwise). gx comes out in that layout; a consumer that wants
-    # another (the channels_last convolution's backward) converts the smaller gradient.
+    # gy in y's layout; the gradient op works in saved's layout (transposing a contiguous gy
+    # in cache for channels_last work), and gx comes out in that layout.
     gy = gy.contiguous(memory_format=ctx.y_fmt)
     gx, gb = torch.ops.fastgan.fir_bias_act_grad(
         gy, saved, gz, f, fh, fw, separable, pad, ctx.in_hw[0], ctx.in_hw[1], act, alpha,
