@@ -26,10 +26,12 @@ TORCH_LIBRARY(fastgan, m) {
   // FIR filter (correlation with f: separable fy ++ fx, or full fh x fw; pad = [px0, px1,
   // py0, py1], negative crops) + bias + activation + gain + clamp in one pass. Returns
   // (y, saved): saved is a uint8 mask (piecewise-linear acts), the pre-activation z
-  // (smooth acts) or empty (linear without clamp) -- what fir_bias_act_grad needs.
+  // (smooth acts) or empty (linear without clamp) -- what fir_bias_act_grad needs. y and
+  // saved have layout out_format (contiguous or channels_last; default: x's).
   m.def(
       "fir_bias_act(Tensor x, Tensor? b, float[] f, int fh, int fw, bool separable, int[] pad,"
-      " str act, float alpha, float gain, float clamp) -> (Tensor, Tensor)");
+      " str act, float alpha, float gain, float clamp, MemoryFormat? out_format=None)"
+      " -> (Tensor, Tensor)");
   // The adjoint: g = grad * dy/dz (from saved) + gz, gx = the transposed FIR filter of g
   // (size in_h x in_w), gb = sum of g over n, h, w when reduce (else empty).
   m.def(

@@ -2,6 +2,7 @@
 the unfused pure-PyTorch composition and against the conv2d_resample contract, gradients of
 first and second order, opcheck, torch.compile, errors, modules, saved-memory bound."""
 
+import importlib
 import math
 
 import pytest
@@ -438,7 +439,158 @@ def test_saved_memory_at_most_half_of_stock():
     b = torch.randn(32, requires_grad=True)
     f = torch.tensor([1.0, 3, 3, 1])
     f2d = torch.outer(f, f) / 64 * 4
+    uc = importlib.import_module("fastgan.ops.upsample_conv2d")
+
+    assert uc._cpu_channels_last_conv(x)  # float32 CPU: the channels_last convolution path
     fused, y = saved_bytes(lambda: upsample_conv2d(x, w, b))
     stock, ys = saved_bytes(lambda: stock_block(x, w, b, f2d))
     torch.testing.assert_close(y, ys, rtol=1e-4, atol=1e-4)
     assert fused <= stock / 2, (fused, stock)
+
+
+# ------------------------------ channels_last convolution path (CPU) -------------------
+
+
+@pytest.fixture
+def cl_conv_all_dtypes(monkeypatch):
+    """Run the blocks' channels_last convolution paths for every dtype (on for float32 only
+    by default; downsample_conv2d's is off by default), so float64 gradchecks cover them."""
+    uc = importlib.import_module("fastgan.ops.upsample_conv2d")
+
+    monkeypatch.setattr(uc, "_CL_CONV_DTYPES", tuple(DTYPES))
+    monkeypatch.setattr(uc, "_CL_DOWN", True)
+    return uc
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 16, 9, 11), (3, 9, 4, 5)])
+@pytest.mark.parametrize("act,clamp", [("lrelu", None), ("lrelu", 0.5), ("tanh", None), ("linear", None)])
+def test_up_cl_conv_path(cl_conv_all_dtypes, dtype, cl, shape, act, clamp):
+    """Channels_last convolution + epilogue writing x's layout: values, layout, gradients."""
+    n, c, h, wd = shape
+    x0, w0, b0 = rand(*shape, dtype=dtype, cl=cl), rand(7, c, 3, 3, seed=1, dtype=dtype) * 0.3, rand(7, seed=2, dtype=dtype)
+    x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+    y = upsample_conv2d(x, w, b, act=act, clamp=clamp)
+    assert y.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    xr, wr, br = (t.double().clone().requires_grad_() for t in (x0, w0, b0))
+    yr = upsample_conv2d_ref(xr, wr, br, act=act, clamp=clamp)
+    close(y, yr, dtype, scale=4)
+    gy = rand(*y.shape, seed=3, dtype=dtype)
+    gs = torch.autograd.grad(y, (x, w, b), gy)
+    grs = torch.autograd.grad(yr, (xr, wr, br), gy.double())
+    for g, gr in zip(gs, grs):
+        close(g, gr, dtype, scale=40)
+
+
+@pytest.mark.parametrize("act,clamp", [("lrelu", None), ("lrelu", 0.5), ("swish", None)])
+@pytest.mark.parametrize("cl", [False, True])
+def test_gradcheck_up_cl_conv(cl_conv_all_dtypes, act, clamp, cl):
+    x = rand(1, 2, 3, 4, cl=cl).requires_grad_()
+    w = (rand(3, 2, 3, 3, seed=1) * 0.5).requires_grad_()
+    b = rand(3, seed=2).requires_grad_()
+    fn = lambda x, w, b: upsample_conv2d(x, w, b, act=act, clamp=clamp)  # noqa: E731
+    assert gradcheck(fn, (x, w, b))
+    assert gradgradcheck(fn, (x, w, b))
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_second_order_cl_conv(cl_conv_all_dtypes, cl):
+    x0, w0, b0 = rand(2, 4, 5, 6, cl=cl), rand(3, 4, 3, 3, seed=1) * 0.4, rand(3, seed=2)
+    res = []
+    for fn in (upsample_conv2d, upsample_conv2d_ref):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        y = fn(x, w, b, act="gelu", clamp=1.0)
+        (gx,) = torch.autograd.grad((y * rand(*y.shape, seed=5)).sum(), x, create_graph=True)
+        gs = torch.autograd.grad(gx.square().sum(), (x, w, b), allow_unused=True)
+        res.append([torch.zeros_like(t) if g is None else g for g, t in zip(gs, (x, w, b))])
+    for a, r in zip(*res):
+        close(a, r, torch.float64)
+
+
+def test_float32_uses_cl_conv_and_keeps_layout():
+    uc = importlib.import_module("fastgan.ops.upsample_conv2d")
+
+    x = rand(2, 8, 6, 6, dtype=torch.float32)
+    assert uc._cpu_channels_last_conv(x)
+    assert not uc._cpu_channels_last_conv(x.double())
+    y = upsample_conv2d(x, rand(5, 8, 3, 3, seed=1, dtype=torch.float32), None)
+    assert y.is_contiguous()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_cl,out", [(True, "nchw"), (True, "cl"), (False, "cl"), (False, "nchw"), (True, None)])
+@pytest.mark.parametrize("act,clamp", [("lrelu", 0.6), ("relu", -1.0), ("linear", -1.0), ("tanh", -1.0)])
+@pytest.mark.parametrize("f,pad", [((1, 3, 3, 1), [1, 1, 1, 1]), ([[1, 2, 0], [3, 1, 5]], [2, -1, 0, 3])])
+def test_fir_op_out_format(dtype, x_cl, out, act, clamp, f, pad):
+    """fir_bias_act's out_format: y and saved in the requested layout, the same values as
+    the default; channels_last in, contiguous out is transposed inside the kernel."""
+    taps, fh, fw, sep = _fir_args(f)
+    fmt = {"nchw": torch.contiguous_format, "cl": torch.channels_last, None: None}[out]
+    x = rand(2, 19, 9, 10, dtype=dtype, cl=x_cl)
+    b = rand(19, seed=1, dtype=dtype)
+    args = (x, b, taps, fh, fw, sep, pad, act, 0.2, 1.4, clamp)
+    y0, s0 = torch.ops.fastgan.fir_bias_act(*args)
+    y, s = torch.ops.fastgan.fir_bias_act(*args, fmt)
+    want = fmt if fmt is not None else (torch.channels_last if x_cl else torch.contiguous_format)
+    assert y.is_contiguous(memory_format=want)
+    swant = torch.channels_last if (x_cl or want == torch.channels_last) else torch.contiguous_format
+    if s.numel():
+        assert s.is_contiguous(memory_format=swant)
+    # (vector / scalar-tail splits differ between the layouts: smooth acts may differ by an ulp)
+    close(y, y0, dtype)
+    if s.dtype == torch.uint8:
+        assert torch.equal(s, s0)
+    else:
+        close(s, s0, dtype)
+    if dtype in (torch.float32, torch.float64):
+        torch.library.opcheck(torch.ops.fastgan.fir_bias_act.default, args + (fmt,))
+    # The gradient op, for gy in either layout against saved in its layout: the same gx, gb
+    # as the default (x's layout) path, gx in saved's layout.
+    gy = rand(*y.shape, seed=5, dtype=dtype)
+    gz = rand(*y.shape, seed=6, dtype=dtype) if s.is_floating_point() else None
+    gargs = (taps, fh, fw, sep, pad, 9, 10, act, 0.2, 1.4, clamp, True)
+    gx0, gb0 = torch.ops.fastgan.fir_bias_act_grad(gy, s0, gz, *gargs)
+    for gyl in (gy, gy.contiguous(memory_format=torch.channels_last)):
+        gx, gb = torch.ops.fastgan.fir_bias_act_grad(gyl, s, gz, *gargs)
+        if s.numel():
+            assert gx.is_contiguous(memory_format=swant)
+        close(gx, gx0, dtype)
+        close(gb, gb0, dtype, scale=10)
+        if dtype in (torch.float32, torch.float64):
+            torch.library.opcheck(torch.ops.fastgan.fir_bias_act_grad.default, (gyl, s, gz) + gargs)
+    with pytest.raises(ValueError, match="out_format"):
+        torch.ops.fastgan.fir_bias_act(*args, torch.preserve_format)
+
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("shape", [(2, 5, 8, 6), (1, 16, 9, 11)])
+@pytest.mark.parametrize("act", ["lrelu", "tanh"])
+def test_down_cl_conv_path(cl_conv_all_dtypes, dtype, cl, shape, act):
+    """downsample_conv2d's channels_last path (filter writes channels_last from either
+    layout, strided conv in channels_last, result back in x's layout)."""
+    n, c, h, wd = shape
+    x0, w0, b0 = rand(*shape, dtype=dtype, cl=cl), rand(7, c, 3, 3, seed=1, dtype=dtype) * 0.3, rand(7, seed=2, dtype=dtype)
+    x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+    # (half-precision clamp decisions near the bound flip against float64: clamp in fp32/64)
+    clamp = 0.8 if dtype in (torch.float32, torch.float64) else None
+    y = downsample_conv2d(x, w, b, act=act, clamp=clamp)
+    assert y.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    xr, wr, br = (t.double().clone().requires_grad_() for t in (x0, w0, b0))
+    yr = downsample_conv2d_ref(xr, wr, br, act=act, clamp=clamp)
+    close(y, yr, dtype, scale=4)
+    gy = rand(*y.shape, seed=3, dtype=dtype)
+    for g, gr in zip(torch.autograd.grad(y, (x, w, b), gy), torch.autograd.grad(yr, (xr, wr, br), gy.double())):
+        close(g, gr, dtype, scale=40)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_gradcheck_down_cl_conv(cl_conv_all_dtypes, cl):
+    x = rand(1, 2, 6, 5, cl=cl).requires_grad_()
+    w = (rand(3, 2, 3, 3, seed=1) * 0.5).requires_grad_()
+    b = rand(3, seed=2).requires_grad_()
+    fn = lambda x, w, b: downsample_conv2d(x, w, b, act="softplus")  # noqa: E731
+    assert gradcheck(fn, (x, w, b))
+    assert gradgradcheck(fn, (x, w, b))

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <tuple>
 
 #include "bias_act_common.h"
 
@@ -111,9 +112,14 @@ inline at::MemoryFormat fir_format(bool cl) {
 }
 
 // Geometry of one call: `src` is read (x forward, grad backward), `dst` written.
+// `cl` is the layout the kernel works in; forward only, with `cl`: `dst_nchw` = y and saved
+// are written in the contiguous layout, `src_nchw` = x is read from the contiguous layout
+// (both transposed on the fly, in cache).
 struct FirGeom {
   int64_t N = 0, C = 0, Hs = 0, Ws = 0, Hd = 0, Wd = 0;
   bool cl = false;
+  bool dst_nchw = false;
+  bool src_nchw = false;
 };
 
 struct FirForwardPlan {
@@ -121,6 +127,8 @@ struct FirForwardPlan {
   FirSave save;
   FirSpec fir;
   FirGeom g;
+  bool out_cl = false;    // the layout y must have on return
+  bool saved_cl = false;  // the layout saved must have on return
   at::Tensor x, b, y, saved;
 };
 
@@ -130,11 +138,27 @@ inline void check_4d(const at::Tensor& t, const char* op, const char* what) {
   check_float_tensor(t, op, what);
 }
 
+// out_format: the layout of y (default: x's); saved is channels_last if x or y is.
+// `fuse_layout`: the kernel can work in channels_last while reading a contiguous x or
+// writing a contiguous y (CPU); otherwise y and saved are made in x's layout and the caller
+// converts them (finish_fir_forward).
+inline bool parse_out_format(const std::optional<at::MemoryFormat>& out_format, bool x_cl,
+                             const char* op) {
+  if (!out_format.has_value()) return x_cl;
+  TORCH_CHECK_VALUE(*out_format == at::MemoryFormat::Contiguous ||
+                        *out_format == at::MemoryFormat::ChannelsLast,
+                    op, ": out_format must be torch.contiguous_format or torch.channels_last, got ",
+                    *out_format);
+  return *out_format == at::MemoryFormat::ChannelsLast;
+}
+
 inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<at::Tensor>& b,
                                        c10::ArrayRef<double> f, int64_t fh, int64_t fw,
                                        bool separable, c10::IntArrayRef pad,
                                        std::string_view act, double alpha, double gain,
-                                       double clamp) {
+                                       double clamp,
+                                       const std::optional<at::MemoryFormat>& out_format,
+                                       bool fuse_layout) {
   constexpr const char* op = "fir_bias_act";
   FirForwardPlan p;
   p.act = parse_act(act);
@@ -153,11 +177,22 @@ inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<
   TORCH_CHECK_VALUE(g.Hd >= 1 && g.Wd >= 1, op, ": pad ", pad,
                     " leaves an empty output for input size ", g.Hs, "x", g.Ws,
                     " and a ", fh, "x", fw, " filter");
-  g.cl = fir_use_channels_last(x);
-  p.x = x.contiguous(fir_format(g.cl));
+  const bool x_cl = fir_use_channels_last(x);
+  p.out_cl = parse_out_format(out_format, x_cl, op);
+  // Working layout: channels_last if x or y is. When the kernel can (fuse_layout), a
+  // contiguous x bound for a channels_last y is transposed as it is read, a channels_last x
+  // bound for a contiguous y in the epilogue; otherwise y is converted afterwards.
+  g.cl = fuse_layout ? (x_cl || p.out_cl) : x_cl;
+  g.dst_nchw = fuse_layout && g.cl && !p.out_cl;
+  g.src_nchw = fuse_layout && g.cl && !x_cl;
+  p.x = x.contiguous(fir_format(x_cl));
   if (b.has_value() && b->defined()) p.b = b->contiguous();
+  // y in out_format; saved in the working layout (channels_last if x or y is), where the
+  // backward works too.
+  p.saved_cl = x_cl || p.out_cl;
+  p.y = at::empty({g.N, g.C, g.Hd, g.Wd},
+                  x.options().memory_format(fir_format(fuse_layout ? p.out_cl : g.cl)));
   auto opts = x.options().memory_format(fir_format(g.cl));
-  p.y = at::empty({g.N, g.C, g.Hd, g.Wd}, opts);
   if (p.save == FirSave::Mask) {
     p.saved = at::empty({g.N, g.C, g.Hd, g.Wd}, opts.dtype(at::kByte));
   } else if (p.save == FirSave::Z) {
@@ -166,6 +201,12 @@ inline FirForwardPlan plan_fir_forward(const at::Tensor& x, const std::optional<
     p.saved = at::empty({0}, x.options().dtype(at::kByte));
   }
   return p;
+}
+
+// y and saved in their promised layouts (a no-op when the kernel wrote them so).
+inline std::tuple<at::Tensor, at::Tensor> finish_fir_forward(const FirForwardPlan& p) {
+  return {p.y.contiguous(fir_format(p.out_cl)),
+          p.saved.numel() > 0 ? p.saved.contiguous(fir_format(p.saved_cl)) : p.saved};
 }
 
 struct FirGradPlan {
@@ -181,7 +222,7 @@ inline FirGradPlan plan_fir_grad(const at::Tensor& grad, const at::Tensor& saved
                                  const std::optional<at::Tensor>& gz, c10::ArrayRef<double> f,
                                  int64_t fh, int64_t fw, bool separable, c10::IntArrayRef pad,
                                  int64_t in_h, int64_t in_w, std::string_view act, double alpha,
-                                 double gain, double clamp, bool reduce) {
+                                 double gain, double clamp, bool reduce, bool fuse_layout) {
   constexpr const char* op = "fir_bias_act_grad";
   FirGradPlan p;
   p.act = parse_act(act);
@@ -205,9 +246,14 @@ inline FirGradPlan plan_fir_grad(const at::Tensor& grad, const at::Tensor& saved
                     " but the forward of an input of size ", in_h, "x", in_w, " with pad ", pad,
                     " gives ", in_h + fwd.py0 + fwd.py1 - fh + 1, "x",
                     in_w + fwd.px0 + fwd.px1 - fw + 1);
-  g.cl = fir_use_channels_last(grad);
+  // Working layout (and gx's): saved's, which the forward made in its working layout; with
+  // nothing saved, grad's. A contiguous grad for channels_last work is transposed as it is
+  // read when the kernel can (fuse_layout), else converted.
+  const bool grad_cl = fir_use_channels_last(grad);
+  g.cl = (p.save != FirSave::None && saved.dim() == 4) ? fir_use_channels_last(saved) : grad_cl;
+  g.src_nchw = fuse_layout && g.cl && !grad_cl;
   const auto fmt = fir_format(g.cl);
-  p.grad = grad.contiguous(fmt);
+  p.grad = g.src_nchw ? grad.contiguous() : grad.contiguous(fmt);
   if (p.save == FirSave::None) {
     TORCH_CHECK_VALUE(saved.numel() == 0, op, ": saved must be empty for act '",
                       std::string(act), "' without clamp");

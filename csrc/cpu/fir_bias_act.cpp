@@ -18,10 +18,10 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> fir_bias_act_cpu(
     const at::Tensor& x, const std::optional<at::Tensor>& b, c10::ArrayRef<double> f,
     int64_t fh, int64_t fw, bool separable, c10::IntArrayRef pad, c10::string_view act,
-    double alpha, double gain, double clamp) {
+    double alpha, double gain, double clamp, std::optional<at::MemoryFormat> out_format) {
   FirForwardPlan plan = plan_fir_forward(x, b, f, fh, fw, separable, pad,
                                          std::string_view(act.data(), act.size()), alpha, gain,
-                                         clamp);
+                                         clamp, out_format, true);
   if (plan.y.numel() == 0) return {plan.y, plan.saved};
   advise_huge_pages(plan.y);
   advise_huge_pages(plan.saved);
@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> fir_bias_act_grad_cpu(
     bool reduce) {
   FirGradPlan plan = plan_fir_grad(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w,
                                    std::string_view(act.data(), act.size()), alpha, gain,
-                                   clamp, reduce);
+                                   clamp, reduce, true);
   if (plan.gx.numel() == 0 && plan.grad.numel() == 0) {
     if (reduce) plan.gb.zero_();
     return {plan.gx, plan.gb};

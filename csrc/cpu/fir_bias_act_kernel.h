@@ -64,12 +64,38 @@ Taps<acc_t> make_taps(const FirSpec& s) {
 
 struct Planes {
   int64_t P, CB, Hs, Ws, Hd, Wd, C;
-  bool cl;
+  bool cl, dst_nchw, src_nchw;
 };
+
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols, converting S to D
+// (8 x 8 register blocks for float).
+template <typename S, typename D>
+void transpose_rows(const S* __restrict__ src, int64_t rows, int64_t cols, int64_t ld_src,
+                    D* __restrict__ dst, int64_t ld_dst) {
+  int64_t i0 = 0;
+  if constexpr (std::is_same_v<S, float> && std::is_same_v<D, float>) {
+    for (; i0 + 8 <= rows; i0 += 8) {
+      int64_t j = 0;
+      for (; j + 8 <= cols; j += 8) {
+        at::vec::transpose_mxn<float, 8, 8>(src + i0 * ld_src + j, ld_src, dst + j * ld_dst + i0,
+                                            ld_dst);
+      }
+      for (; j < cols; ++j)
+        for (int64_t i = i0; i < i0 + 8; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
+    }
+  }
+  for (; i0 < rows; i0 += 16) {
+    const int64_t i1 = std::min(rows, i0 + 16);
+    for (int64_t j = 0; j < cols; ++j)
+      for (int64_t i = i0; i < i1; ++i) dst[j * ld_dst + i] = static_cast<D>(src[i * ld_src + j]);
+  }
+}
 
 Planes make_planes(const FirGeom& g) {
   Planes p;
   p.cl = g.cl;
+  p.dst_nchw = g.dst_nchw;
+  p.src_nchw = g.src_nchw;
   p.C = g.C;
   p.CB = g.cl ? g.C : 1;
   p.P = g.cl ? g.N : g.N * g.C;
@@ -227,7 +253,13 @@ void forward_impl(FirForwardPlan& plan, double alpha, double gain, double clamp)
   const int64_t ls = pl.Ws * pl.CB, ld = pl.Wd * pl.CB;
 
   auto load = [&](int64_t, int64_t p, int64_t r, acc_t* row, bool) {
-    at::vec::convert(x + (p * pl.Hs + r) * ls, row, ls);
+    if (pl.src_nchw) {
+      // Working in channels_last from a contiguous x: gather row r of every channel.
+      transpose_rows(x + p * pl.C * pl.Hs * pl.Ws + r * pl.Ws, pl.C, pl.Ws, pl.Hs * pl.Ws, row,
+                     pl.C);
+    } else {
+      at::vec::convert(x + (p * pl.Hs + r) * ls, row, ls);
+    }
   };
   // The epilogue: z = acc + bias, y = clamp(gain * act(z)) on Vectorized while the row is
   // in L1 (float y is written straight to the output), then the saved mask / z.
@@ -237,46 +269,60 @@ void forward_impl(FirForwardPlan& plan, double alpha, double gain, double clamp)
   const acc_t alpha_v = ap.alpha, gain_v = ap.gain, clamp_v = ap.clamp;
   const bool has_clamp = ap.has_clamp;
   const Vec valpha(alpha_v), vgain(gain_v), vclamp(clamp_v);
-  auto store = [&](int64_t p, int64_t h, acc_t* __restrict__ a, acc_t* __restrict__ v) {
-    const int64_t off = (p * pl.Hd + h) * ld;
-    const acc_t* bb = (b != nullptr && pl.cl) ? brow.data() : nullptr;
-    const acc_t bc = (b != nullptr && !pl.cl) ? static_cast<acc_t>(b[p % pl.C]) : acc_t(0);
-    acc_t* __restrict__ yv = v;
-    if constexpr (kDirect) yv = reinterpret_cast<acc_t*>(y + off);
-    const Vec vbc(bc);
+  // act_row: yv[0 .. L) = clamp(gain * act(z)); save_row: the saved mask / z of L elements
+  // (the mask from z and y).
+  auto act_row = [&](const acc_t* __restrict__ z, int64_t L, acc_t* __restrict__ yv) {
     int64_t e = 0;
-    if (bb != nullptr) {
-      for (; e + kV <= ld; e += kV) {
-        const Vec z = Vec::loadu(a + e) + Vec::loadu(bb + e);
-        if constexpr (M != FirSave::None) z.store(a + e);
-        bias_act_forward_elem<A>(z, valpha, vgain, vclamp, has_clamp).store(yv + e);
-      }
-    } else {
-      for (; e + kV <= ld; e += kV) {
-        const Vec z = Vec::loadu(a + e) + vbc;
-        if constexpr (M != FirSave::None) z.store(a + e);
-        bias_act_forward_elem<A>(z, valpha, vgain, vclamp, has_clamp).store(yv + e);
-      }
-    }
-    for (; e < ld; ++e) {
-      const acc_t z = a[e] + (bb != nullptr ? bb[e] : bc);
-      a[e] = z;
-      yv[e] = bias_act_forward_elem<A>(z, alpha_v, gain_v, clamp_v, has_clamp);
-    }
-    if constexpr (!kDirect) at::vec::convert(v, y + off, ld);
+    for (; e + kV <= L; e += kV)
+      bias_act_forward_elem<A>(Vec::loadu(z + e), valpha, vgain, vclamp, has_clamp).store(yv + e);
+    for (; e < L; ++e) yv[e] = bias_act_forward_elem<A>(z[e], alpha_v, gain_v, clamp_v, has_clamp);
+  };
+  auto save_row = [&](const acc_t* __restrict__ z, const acc_t* __restrict__ yy, int64_t L,
+                      uint8_t* __restrict__ mo, scalar_t* __restrict__ zo) {
     if constexpr (M == FirSave::Mask) {
-      uint8_t* __restrict__ mr = mask + off;
-      const acc_t* __restrict__ yy = yv;
       if (has_clamp) {
-        for (int64_t i = 0; i < ld; ++i)
-          mr[i] = static_cast<uint8_t>((a[i] > acc_t(0) ? 1 : 0) |
+        for (int64_t i = 0; i < L; ++i)
+          mo[i] = static_cast<uint8_t>((z[i] > acc_t(0) ? 1 : 0) |
                                        (math::fg_abs(yy[i]) < clamp_v ? 2 : 0));
       } else {
-        for (int64_t i = 0; i < ld; ++i) mr[i] = static_cast<uint8_t>(a[i] > acc_t(0) ? 3 : 2);
+        for (int64_t i = 0; i < L; ++i) mo[i] = static_cast<uint8_t>(z[i] > acc_t(0) ? 3 : 2);
       }
     } else if constexpr (M == FirSave::Z) {
-      at::vec::convert(static_cast<const acc_t*>(a), zs + off, ld);
+      at::vec::convert(z, zo, L);
     }
+  };
+  const int64_t plane_d = pl.Hd * pl.Wd;
+  auto store = [&](int64_t p, int64_t h, acc_t* __restrict__ a, acc_t* __restrict__ v) {
+    // z = acc + bias, in place.
+    const acc_t* bb = (b != nullptr && pl.cl) ? brow.data() : nullptr;
+    if (bb != nullptr) {
+      int64_t e = 0;
+      for (; e + kV <= ld; e += kV) (Vec::loadu(a + e) + Vec::loadu(bb + e)).store(a + e);
+      for (; e < ld; ++e) a[e] += bb[e];
+    } else if (b != nullptr) {
+      const acc_t bc = static_cast<acc_t>(b[p % pl.C]);
+      const Vec vbc(bc);
+      int64_t e = 0;
+      for (; e + kV <= ld; e += kV) (Vec::loadu(a + e) + vbc).store(a + e);
+      for (; e < ld; ++e) a[e] += bc;
+    }
+    const int64_t off = (p * pl.Hd + h) * ld;  // saved: always the working layout
+    uint8_t* mo = mask != nullptr ? mask + off : nullptr;
+    scalar_t* zo = zs != nullptr ? zs + off : nullptr;
+    if (!pl.dst_nchw) {
+      acc_t* yv = v;
+      if constexpr (kDirect) yv = reinterpret_cast<acc_t*>(y + off);
+      act_row(a, ld, yv);
+      if constexpr (!kDirect) at::vec::convert(static_cast<const acc_t*>(yv), y + off, ld);
+      save_row(a, yv, ld, mo, zo);
+      return;
+    }
+    // Working in channels_last, writing a contiguous y: y's row [Wd][C] is transposed to
+    // [C][Wd] from cache (8 x 8 register blocks for float) straight into the output.
+    act_row(a, ld, v);
+    save_row(a, v, ld, mo, zo);
+    transpose_rows(static_cast<const acc_t*>(v), pl.Wd, pl.C, pl.C,
+                   y + p * pl.C * plane_d + h * pl.Wd, plane_d);
   };
   fir_drive<acc_t>(pl, taps, strips, load, store);
 }
@@ -306,7 +352,14 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
   constexpr bool kDirect = std::is_same_v<scalar_t, acc_t>;
   auto load = [&](int64_t item, int64_t p, int64_t r, acc_t* __restrict__ row, bool owned) {
     const int64_t off = (p * pl.Hs + r) * ls;
-    const scalar_t* __restrict__ g = gy + off;
+    // dy (working layout) into row: channels_last work from a contiguous grad gathers row
+    // r of every channel.
+    if (pl.src_nchw) {
+      transpose_rows(gy + p * pl.C * pl.Hs * pl.Ws + r * pl.Ws, pl.C, pl.Ws, pl.Hs * pl.Ws, row,
+                     pl.C);
+    } else {
+      at::vec::convert(gy + off, row, ls);
+    }
     const uint8_t* __restrict__ mr = M == FirSave::Mask ? mask + off : nullptr;
     const scalar_t* __restrict__ zr = M == FirSave::Z ? zs + off : nullptr;
     if constexpr (M == FirSave::Mask) {
@@ -315,13 +368,11 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
                                                clamp_v, has_clamp);
       const acc_t fneg = fir_grad_factor<A, M>(acc_t(0), uint8_t(2), alpha_v, gain_v, inv_gain_v,
                                                clamp_v, has_clamp);
-      at::vec::convert(g, row, ls);
       for (int64_t e = 0; e < ls; ++e) {
         const uint8_t m = mr[e];
         row[e] *= (m & 2) ? ((m & 1) ? fpos : fneg) : acc_t(0);
       }
     } else if constexpr (M == FirSave::None) {
-      at::vec::convert(g, row, ls);
       for (int64_t e = 0; e < ls; ++e) row[e] *= gain_v;
     } else {
       int64_t e = 0;
@@ -330,11 +381,11 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
         for (; e + kV <= ls; e += kV) {
           const Vec f = fir_grad_factor<A, M>(Vec::loadu(zr + e), uint8_t(0), valpha, vgain, vinv,
                                               vclamp, has_clamp);
-          (Vec::loadu(g + e) * f).store(row + e);
+          (Vec::loadu(row + e) * f).store(row + e);
         }
       }
       for (; e < ls; ++e) {
-        row[e] = static_cast<acc_t>(g[e]) *
+        row[e] = row[e] *
                  fir_grad_factor<A, M>(static_cast<acc_t>(zr[e]), uint8_t(0), alpha_v, gain_v,
                                        inv_gain_v, clamp_v, has_clamp);
       }

@@ -290,17 +290,17 @@ void launch_grad(FirGradPlan& p, at::Tensor& gb_acc, double alpha, double gain, 
 std::tuple<at::Tensor, at::Tensor> fir_bias_act_cuda(
     const at::Tensor& x, const std::optional<at::Tensor>& b, c10::ArrayRef<double> f,
     int64_t fh, int64_t fw, bool separable, c10::IntArrayRef pad, c10::string_view act,
-    double alpha, double gain, double clamp) {
+    double alpha, double gain, double clamp, std::optional<at::MemoryFormat> out_format) {
   c10::cuda::CUDAGuard guard(x.device());
   FirForwardPlan p = plan_fir_forward(x, b, f, fh, fw, separable, pad,
                                       std::string_view(act.data(), act.size()), alpha, gain,
-                                      clamp);
-  if (p.y.numel() == 0) return {p.y, p.saved};
+                                      clamp, out_format, false);
+  if (p.y.numel() == 0) return finish_fir_forward(p);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(),
                                   "fir_bias_act_cuda", [&] {
     FG_DISPATCH_ACT(p.act, [&] { FG_FIR_DISPATCH_MODE(launch_forward, p, alpha, gain, clamp) });
   });
-  return {p.y, p.saved};
+  return finish_fir_forward(p);
 }
 
 std::tuple<at::Tensor, at::Tensor> fir_bias_act_grad_cuda(
@@ -311,7 +311,7 @@ std::tuple<at::Tensor, at::Tensor> fir_bias_act_grad_cuda(
   c10::cuda::CUDAGuard guard(grad.device());
   FirGradPlan p = plan_fir_grad(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w,
                                 std::string_view(act.data(), act.size()), alpha, gain, clamp,
-                                reduce);
+                                reduce, false);
   const auto acc_type = grad.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor gb_acc = reduce ? at::zeros({p.g.C}, grad.options().dtype(acc_type)) : at::Tensor();
   if (p.gx.numel() > 0 || p.grad.numel() > 0) {
