@@ -169,3 +169,15 @@ def test_sigterm_leaves_a_loadable_checkpoint(data, tmp_path):
     assert ckpts, log
     state = load_checkpoint(ckpts[-1])
     assert state["step"] >= 2
+
+
+def test_default_preset_keeps_classic_dcgan_settings():
+    # README's quickstart trains this preset; its tuning (bench/tune_fmnist_dcgan.py) changed
+    # steps / batch / EMA only, the DCGAN recipe stays.
+    from fastgan.train.config import DEFAULT_PRESET, make_config
+    cfg = make_config()
+    assert DEFAULT_PRESET == "fmnist-dcgan" and cfg.model == "dcgan" and cfg.resolution == 28
+    assert (cfg.z_dim, cfg.optimizer, cfg.lr_g, cfg.lr_d, cfg.beta1) == (100, "adam", 2e-4, 2e-4, 0.5)
+    assert cfg.loss == "nonsaturating" and cfg.d_norm == "batch" and 0.0 < cfg.ema_beta < 1.0
+    # images seen: budgeted for ~5 minutes on 2 quiet cores (about 230k at ~800 img/s)
+    assert cfg.steps * cfg.batch_size <= 250_000
