@@ -221,3 +221,14 @@ def test_fp16_penalty_overflow_skips_the_step_and_lowers_the_scale(data, tmp_pat
     t2 = Trainer(tiny_config("stylegan2-256", data, tmp_path / "r2", steps=1, r1_every=1))
     with pytest.raises(NonFiniteLossError, match="R1"):
         t2._d_step(real, None)
+
+def test_default_preset_keeps_classic_dcgan_settings():
+    # README's quickstart trains this preset; its tuning (bench/tune_fmnist_dcgan.py) changed
+    # steps / batch / EMA only, the DCGAN recipe stays.
+    from fastgan.train.config import DEFAULT_PRESET, make_config
+    cfg = make_config()
+    assert DEFAULT_PRESET == "fmnist-dcgan" and cfg.model == "dcgan" and cfg.resolution == 28
+    assert (cfg.z_dim, cfg.optimizer, cfg.lr_g, cfg.lr_d, cfg.beta1) == (100, "adam", 2e-4, 2e-4, 0.5)
+    assert cfg.loss == "nonsaturating" and cfg.d_norm == "batch" and 0.0 < cfg.ema_beta < 1.0
+    # images seen: budgeted for ~5.5 minutes on 2 quiet cores (~1100 img/s at batch 128)
+    assert cfg.batch_size == 128 and cfg.steps * cfg.batch_size <= 360_000
