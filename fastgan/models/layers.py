@@ -62,6 +62,8 @@ class _ActMixin:
         self.act, self.alpha, self.gain, self.clamp = act, float(alpha), float(gain), clamp
 
     def _bias_act(self, x: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+        if b is None and self.act == "linear" and self.gain == 1.0 and self.clamp is None:
+            return x  # nothing to do: no copy pass
         if self.layers == "fastgan":
             if b is not None and b.dtype != x.dtype:
                 b = b.to(x.dtype)
