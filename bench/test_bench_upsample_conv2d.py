@@ -27,6 +27,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastgan.benchmark.runner import saved_storages
 from fastgan.ops import upsample_conv2d
 
 SHAPE = tuple(int(s) for s in os.environ.get("FASTGAN_BENCH_UP_SHAPE", "8,128,32,32").split(","))
@@ -55,16 +56,7 @@ IMPLS = {"fastgan": fused, "eager": stock, "compile": _compiled}
 
 def saved_bytes(fn, *args):
     """Bytes of the distinct storages autograd saves for backward while fn(*args) runs."""
-    storages = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(*args)
-    return sum(storages.values())
+    return sum(saved_storages(fn, *args)[1].values())
 
 
 def make_sets(requires_grad):

@@ -124,6 +124,14 @@ def use_kernel(x: torch.Tensor) -> bool:
     return x.device.type in _DEVICES
 
 
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    """channels_last for a 4-D tensor laid out that way (and not also plain contiguous, as
+    size-1 dims allow), else contiguous_format: the layout outputs should follow."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def backend_info() -> dict:
     """What is compiled, what runs, and why not."""
     info = {

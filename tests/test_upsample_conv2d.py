@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 import fastgan._backend as backend
+from fastgan.benchmark.runner import saved_storages
 from fastgan.nn import ConvTranspose2dAct, DownConv2d, UpConv2d
 from fastgan.ops import (
     ACTIVATIONS,
@@ -413,15 +414,7 @@ def test_reference_backend_matches():
 
 
 def saved_bytes(fn):
-    storages = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = fn()
+    y, storages = saved_storages(fn)
     return sum(storages.values()), y
 
 

@@ -216,6 +216,26 @@ FG_HD V clamp_symmetric(V s, V c) {
 
 }  // namespace math
 
+// The scalar parameters of one bias_act call in the compute type A, shared by the CPU and
+// CUDA kernels (passed to kernels by value). inv_gain is 1 / gain, or 0 when gain == 0;
+// clamp < 0 means no clamp.
+template <typename A>
+struct ActParams {
+  A alpha, gain, inv_gain, clamp;
+  bool has_clamp;
+};
+
+template <typename A>
+inline ActParams<A> make_act_params(double alpha, double gain, double clamp) {
+  ActParams<A> p;
+  p.alpha = static_cast<A>(alpha);
+  p.gain = static_cast<A>(gain);
+  p.inv_gain = gain != 0.0 ? static_cast<A>(1.0 / gain) : A(0);
+  p.clamp = static_cast<A>(clamp);
+  p.has_clamp = clamp >= 0.0;
+  return p;
+}
+
 // The complete per-element forward: y = clamp(gain * f(z)).
 template <Act A, typename V>
 FG_HD V bias_act_forward_elem(V z, V alpha, V gain, V clamp, bool has_clamp) {

@@ -60,22 +60,10 @@ struct Lanes {
   }
 };
 
-template <typename A>
-struct Params {
-  A alpha, gain, inv_gain, clamp;
-  bool has_clamp;
-  explicit Params(const ActArgs& a)
-      : alpha(static_cast<A>(a.alpha)),
-        gain(static_cast<A>(a.gain)),
-        inv_gain(a.gain != 0.0 ? static_cast<A>(1.0 / a.gain) : A(0)),
-        clamp(static_cast<A>(a.clamp)),
-        has_clamp(a.clamp >= 0.0) {}
-};
-
 // y[0..n) = act(x + bias) for one span; bias is bvec[i] if bvec, else bscalar.
 template <Act kAct, typename scalar_t>
 void forward_span(const scalar_t* x, scalar_t* y, int64_t n, const scalar_t* bvec,
-                  acc_t<scalar_t> bscalar, const Params<acc_t<scalar_t>>& p) {
+                  acc_t<scalar_t> bscalar, const ActParams<acc_t<scalar_t>>& p) {
   using L = Lanes<scalar_t>;
   using A = typename L::A;
   using AVec = typename L::AVec;
@@ -103,7 +91,7 @@ void forward_span(const scalar_t* x, scalar_t* y, int64_t n, const scalar_t* bve
 // *row_sum (row mode) when those are given.
 template <Act kAct, typename scalar_t>
 void grad_span(const scalar_t* g, const scalar_t* ref, scalar_t* out, int64_t n,
-               const scalar_t* bvec, acc_t<scalar_t> bscalar, const Params<acc_t<scalar_t>>& p,
+               const scalar_t* bvec, acc_t<scalar_t> bscalar, const ActParams<acc_t<scalar_t>>& p,
                bool ref_is_y, int order, acc_t<scalar_t>* col_sums,
                acc_t<scalar_t>* row_sum) {
   using L = Lanes<scalar_t>;
@@ -165,7 +153,7 @@ void forward_impl(const ForwardArgs& a) {
   const auto* b = static_cast<const scalar_t*>(a.b);
   auto* y = static_cast<scalar_t*>(a.y);
   const RowLayout& l = a.layout;
-  const Params<A> p(a.act);
+  const auto p = make_act_params<A>(a.act.alpha, a.act.gain, a.act.clamp);
   if (l.vec_bias) {
     const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(l.row_len, 1));
     at::parallel_for(0, l.rows, grain, [&](int64_t r0, int64_t r1) {
@@ -201,7 +189,7 @@ void grad_impl(const GradArgs& a) {
   auto* out = static_cast<scalar_t*>(a.out);
   auto* sums = static_cast<A*>(a.partial_sums);
   const RowLayout& l = a.layout;
-  const Params<A> p(a.act);
+  const auto p = make_act_params<A>(a.act.alpha, a.act.gain, a.act.clamp);
   if (l.vec_bias) {
     const int64_t n_chunks = (l.rows + l.chunk_rows - 1) / l.chunk_rows;
     at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {

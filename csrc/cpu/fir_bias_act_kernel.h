@@ -206,23 +206,6 @@ void fir_drive(const Planes& pl, const Taps<acc_t>& t, int64_t strips, const Loa
   });
 }
 
-template <typename acc_t>
-struct ActParams {
-  acc_t alpha, gain, inv_gain, clamp;
-  bool has_clamp;
-};
-
-template <typename acc_t>
-ActParams<acc_t> make_act_params(double alpha, double gain, double clamp) {
-  ActParams<acc_t> a;
-  a.alpha = static_cast<acc_t>(alpha);
-  a.gain = static_cast<acc_t>(gain);
-  a.inv_gain = gain != 0.0 ? static_cast<acc_t>(1.0 / gain) : acc_t(0);
-  a.clamp = static_cast<acc_t>(clamp);
-  a.has_clamp = clamp >= 0.0;
-  return a;
-}
-
 // Bias per element of a destination row (channels_last: b[e % C]; contiguous: one value
 // per plane, looked up by the caller).
 template <typename acc_t, typename scalar_t>

@@ -52,23 +52,6 @@ constexpr int kSegLen = 2048;       // row segment per warp; a multiple of 32 * 
 constexpr int kRowThreads = kThreads / 32;  // matrix mode: block is 32 columns x 8 rows
 constexpr int kChunkRows = 64;              // matrix mode: rows per partial
 
-template <typename A>
-struct Params {
-  A alpha, gain, inv_gain, clamp;
-  bool has_clamp;
-};
-
-template <typename A>
-Params<A> make_params(double alpha, double gain, double clamp) {
-  Params<A> p;
-  p.alpha = static_cast<A>(alpha);
-  p.gain = static_cast<A>(gain);
-  p.inv_gain = gain != 0.0 ? static_cast<A>(1.0 / gain) : A(0);
-  p.clamp = static_cast<A>(clamp);
-  p.has_clamp = clamp >= 0.0;
-  return p;
-}
-
 // Channel lookup for the elementwise kernels: fast magic-number division for 32-bit
 // indices, plain division for 64-bit ones.
 template <typename index_t>
@@ -122,7 +105,7 @@ template <Act kAct, typename scalar_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
                    scalar_t* __restrict__ y, index_t numel, index_t nvec, ChannelMap<index_t> m,
-                   Params<acc_t<scalar_t>> p) {
+                   ActParams<acc_t<scalar_t>> p) {
   using A = acc_t<scalar_t>;
   constexpr int N = kVec<scalar_t>;
   using P = Pack<scalar_t, N>;
@@ -156,7 +139,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // out = g * factor(ref (+ b)). b is null when absent or when ref is y.
 template <Act kAct, typename A>
-__device__ __forceinline__ A grad_elem(A g, A r, const Params<A>& p, bool ref_is_y,
+__device__ __forceinline__ A grad_elem(A g, A r, const ActParams<A>& p, bool ref_is_y,
                                        int order) {
   return g * bias_act_grad_factor<kAct>(r, p.alpha, p.gain, p.inv_gain, p.clamp,
                                         p.has_clamp, ref_is_y, order);
@@ -166,7 +149,7 @@ template <Act kAct, typename scalar_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     grad_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ ref,
                 const scalar_t* __restrict__ b, scalar_t* __restrict__ out, index_t numel,
-                index_t nvec, ChannelMap<index_t> m, Params<acc_t<scalar_t>> p, bool ref_is_y,
+                index_t nvec, ChannelMap<index_t> m, ActParams<acc_t<scalar_t>> p, bool ref_is_y,
                 int order) {
   using A = acc_t<scalar_t>;
   constexpr int N = kVec<scalar_t>;
@@ -213,7 +196,7 @@ __global__ void __launch_bounds__(kThreads)
     grad_rows_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ ref,
                      const scalar_t* __restrict__ b, scalar_t* __restrict__ out,
                      acc_t<scalar_t>* __restrict__ partial, uint32_t items, uint32_t nseg,
-                     int64_t inner, uint32_t channels, bool vec, Params<acc_t<scalar_t>> p,
+                     int64_t inner, uint32_t channels, bool vec, ActParams<acc_t<scalar_t>> p,
                      bool ref_is_y, int order) {
   using A = acc_t<scalar_t>;
   constexpr int N = kVec<scalar_t>;
@@ -276,7 +259,7 @@ __global__ void grad_cols_kernel(const scalar_t* __restrict__ g,
                                  const scalar_t* __restrict__ b, scalar_t* __restrict__ out,
                                  acc_t<scalar_t>* __restrict__ partial, int64_t rows,
                                  uint32_t nchunks, uint32_t width, uint32_t inner, bool vec,
-                                 Params<acc_t<scalar_t>> p, bool ref_is_y, int order) {
+                                 ActParams<acc_t<scalar_t>> p, bool ref_is_y, int order) {
   using A = acc_t<scalar_t>;
   constexpr int N = kColVec<scalar_t>;
   constexpr int kTileCols = 32 * N;
@@ -359,7 +342,7 @@ ChannelMap<index_t> channel_map(const DenseLayout& l) {
 
 template <Act kAct, typename scalar_t, typename index_t>
 void launch_forward(const scalar_t* x, const scalar_t* b, scalar_t* y, const DenseLayout& l,
-                    const Params<acc_t<scalar_t>>& p) {
+                    const ActParams<acc_t<scalar_t>>& p) {
   constexpr int N = kVec<scalar_t>;
   const int64_t nvec = (aligned16(x) && aligned16(y)) ? l.numel / N : 0;
   const int blocks = elementwise_blocks(nvec > 0 ? nvec : l.numel);
@@ -372,7 +355,7 @@ void launch_forward(const scalar_t* x, const scalar_t* b, scalar_t* y, const Den
 
 template <Act kAct, typename scalar_t, typename index_t>
 void launch_grad(const scalar_t* g, const scalar_t* ref, const scalar_t* b, scalar_t* out,
-                 const DenseLayout& l, const Params<acc_t<scalar_t>>& p, bool ref_is_y,
+                 const DenseLayout& l, const ActParams<acc_t<scalar_t>>& p, bool ref_is_y,
                  int order) {
   constexpr int N = kVec<scalar_t>;
   const int64_t nvec = (aligned16(g) && aligned16(ref) && aligned16(out)) ? l.numel / N : 0;
@@ -388,7 +371,7 @@ void launch_grad(const scalar_t* g, const scalar_t* ref, const scalar_t* b, scal
 template <Act kAct, typename scalar_t>
 at::Tensor launch_grad_reduce(const scalar_t* g, const scalar_t* ref, const scalar_t* b,
                               scalar_t* out, const DenseLayout& l,
-                              const Params<acc_t<scalar_t>>& p, bool ref_is_y, int order,
+                              const ActParams<acc_t<scalar_t>>& p, bool ref_is_y, int order,
                               const at::TensorOptions& acc_opts) {
   using A = acc_t<scalar_t>;
   constexpr int N = kVec<scalar_t>;
@@ -446,7 +429,7 @@ at::Tensor bias_act_cuda(const at::Tensor& x, const std::optional<at::Tensor>& b
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.x.scalar_type(),
                                   "bias_act_cuda", [&] {
     using A = acc_t<scalar_t>;
-    const Params<A> p = make_params<A>(alpha, gain, clamp);
+    const ActParams<A> p = make_act_params<A>(alpha, gain, clamp);
     const scalar_t* xp = plan.x.const_data_ptr<scalar_t>();
     const scalar_t* bp = plan.b.defined() ? plan.b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = plan.y.mutable_data_ptr<scalar_t>();
@@ -477,7 +460,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad_cuda(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.ref.scalar_type(),
                                   "bias_act_grad_cuda", [&] {
     using A = acc_t<scalar_t>;
-    const Params<A> p = make_params<A>(alpha, gain, clamp);
+    const ActParams<A> p = make_act_params<A>(alpha, gain, clamp);
     const scalar_t* gp = plan.grad.const_data_ptr<scalar_t>();
     const scalar_t* rp = plan.ref.const_data_ptr<scalar_t>();
     // The bias is added to ref only when ref is x (plan_grad rejects b with ref_is_y).

@@ -104,23 +104,6 @@ __device__ __forceinline__ void coords(const KGeom& g, int64_t i, int64_t& n, in
   }
 }
 
-template <typename acc_t>
-struct KAct {
-  acc_t alpha, gain, inv_gain, clamp;
-  bool has_clamp;
-};
-
-template <typename acc_t>
-KAct<acc_t> make_kact(double alpha, double gain, double clamp) {
-  KAct<acc_t> a;
-  a.alpha = static_cast<acc_t>(alpha);
-  a.gain = static_cast<acc_t>(gain);
-  a.inv_gain = gain != 0.0 ? static_cast<acc_t>(1.0 / gain) : acc_t(0);
-  a.clamp = static_cast<acc_t>(clamp);
-  a.has_clamp = clamp >= 0.0;
-  return a;
-}
-
 // Copies the taps from the parameter block into shared memory: the tap loops index them
 // dynamically, which on parameter space costs address arithmetic (and registers) per tap.
 // Every thread of the block must call it (it synchronizes).
@@ -136,7 +119,7 @@ __global__ void __launch_bounds__(kThreads)
     fir_bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
                         scalar_t* __restrict__ y, uint8_t* __restrict__ mask,
                         scalar_t* __restrict__ zs, KGeom g, KTaps<at::opmath_type<scalar_t>> t,
-                        KAct<at::opmath_type<scalar_t>> ap, int64_t total) {
+                        ActParams<at::opmath_type<scalar_t>> ap, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ acc_t sf[kFirMaxTaps * kFirMaxTaps];
   load_taps(t, sf);
@@ -168,7 +151,7 @@ template <typename scalar_t, Act A, FirSave M>
 __device__ __forceinline__ at::opmath_type<scalar_t> load_g(
     const scalar_t* __restrict__ gy, const uint8_t* __restrict__ mask,
     const scalar_t* __restrict__ zs, const scalar_t* __restrict__ gz, int64_t o,
-    const KAct<at::opmath_type<scalar_t>>& ap) {
+    const ActParams<at::opmath_type<scalar_t>>& ap) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t z = M == FirSave::Z ? static_cast<acc_t>(zs[o]) : acc_t(0);
   const uint8_t m = M == FirSave::Mask ? mask[o] : uint8_t(0);
@@ -184,7 +167,7 @@ __global__ void __launch_bounds__(kThreads)
     fir_bias_act_grad_kernel(const scalar_t* __restrict__ gy, const uint8_t* __restrict__ mask,
                              const scalar_t* __restrict__ zs, const scalar_t* __restrict__ gz,
                              scalar_t* __restrict__ gx, at::opmath_type<scalar_t>* gb, KGeom g,
-                             KTaps<at::opmath_type<scalar_t>> t, KAct<at::opmath_type<scalar_t>> ap,
+                             KTaps<at::opmath_type<scalar_t>> t, ActParams<at::opmath_type<scalar_t>> ap,
                              int64_t Hu, int64_t Wu, int64_t total) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ acc_t sf[kFirMaxTaps * kFirMaxTaps];
@@ -253,7 +236,7 @@ void launch_forward(FirForwardPlan& p, double alpha, double gain, double clamp) 
       p.y.mutable_data_ptr<scalar_t>(),
       M == FirSave::Mask ? p.saved.mutable_data_ptr<uint8_t>() : nullptr,
       M == FirSave::Z ? p.saved.mutable_data_ptr<scalar_t>() : nullptr, kgeom(p.g, p.g.Hd, p.g.Wd),
-      make_ktaps<acc_t>(p.fir), make_kact<acc_t>(alpha, gain, clamp), total);
+      make_ktaps<acc_t>(p.fir), make_act_params<acc_t>(alpha, gain, clamp), total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -270,7 +253,7 @@ void launch_grad(FirGradPlan& p, at::Tensor& gb_acc, double alpha, double gain, 
       M == FirSave::Z ? p.saved.const_data_ptr<scalar_t>() : nullptr,
       p.gz.defined() ? p.gz.const_data_ptr<scalar_t>() : nullptr, p.gx.mutable_data_ptr<scalar_t>(),
       p.reduce ? gb_acc.mutable_data_ptr<acc_t>() : nullptr, kgeom(g, Hu, Wu), make_ktaps<acc_t>(p.fir),
-      make_kact<acc_t>(alpha, gain, clamp), Hu, Wu, total);
+      make_act_params<acc_t>(alpha, gain, clamp), Hu, Wu, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from .._backend import memory_format_of
+
 Inputs = Tuple[torch.Tensor, ...]
 Impl = Callable[..., torch.Tensor]
 
@@ -204,7 +206,7 @@ def _stock_fir(x, taps, up, down, pad):
     depthwise conv2d with the flipped (true convolution) filter."""
     n, c, h, w = x.shape
     if up > 1:
-        fmt = torch.channels_last if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        fmt = memory_format_of(x)
         z = torch.zeros((n, c, h * up, w * up), device=x.device, dtype=x.dtype).contiguous(memory_format=fmt)
         z[:, :, ::up, ::up] = x
         x = z

@@ -21,7 +21,7 @@ import itertools
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -175,7 +175,9 @@ def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: in
     return stats
 
 
-def _saved_bytes(fn, inputs: Inputs, grad) -> int:
+def saved_storages(fn: Callable, *args) -> tuple[Any, dict]:
+    """Runs ``fn(*args)`` and returns ``(its result, {(data_ptr, device): nbytes})`` for the
+    distinct storages autograd saved for backward meanwhile (saved_tensors_hooks)."""
     storages = {}
 
     def pack(t):
@@ -187,7 +189,12 @@ def _saved_bytes(fn, inputs: Inputs, grad) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        _call(fn, inputs, grad)
+        out = fn(*args)
+    return out, storages
+
+
+def _saved_bytes(fn, inputs: Inputs, grad) -> int:
+    _, storages = saved_storages(_call, fn, inputs, grad)
     input_ptrs = {(t.untyped_storage().data_ptr(), t.device) for t in inputs}
     return sum(n for k, n in storages.items() if k not in input_ptrs)
 

@@ -30,16 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._backend import memory_format_of
 from ..ops.conv2d_resample import conv2d_resample
 from ..ops.upfirdn2d import setup_filter
 from .layers import EqualConv2d, EqualLinear, _ActMixin, blur, blur_kernel, check_layers, minibatch_stddev, pixel_norm, upsample2x_fir
 
 
 MODCONV_MODES = ("auto", "batched", "grouped")
-
-
-def _layout_of(t: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 def _channels(res: int, base_ch: int, max_ch: int) -> int:
@@ -197,7 +194,7 @@ class StyleGAN2Generator(nn.Module):
         if img.device.type == "cpu" and self.layers == "fastgan":
             # the fastgan kit runs in channels_last on CPU (see ModulatedConv2d); the images
             # leave in the layout of the model's own parameters
-            img = img.contiguous(memory_format=_layout_of(self.const))
+            img = img.contiguous(memory_format=memory_format_of(self.const))
         return img
 
 

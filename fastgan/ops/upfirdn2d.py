@@ -271,12 +271,7 @@ def _upfirdn2d_fake(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain
     n, c, h, w = x.shape
     oh = _out_size(h, upy, downy, py0, py1, fh)
     ow = _out_size(w, upx, downx, px0, px1, fw)
-    fmt = (
-        torch.channels_last
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        else torch.contiguous_format
-    )
-    return x.new_empty((n, c, oh, ow)).contiguous(memory_format=fmt)
+    return x.new_empty((n, c, oh, ow)).contiguous(memory_format=_backend.memory_format_of(x))
 
 
 def _setup_context(ctx, inputs, output):

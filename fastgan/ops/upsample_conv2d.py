@@ -285,7 +285,7 @@ def upsample_conv2d(
         cl = torch.channels_last
         t = F.conv_transpose2d(x.contiguous(memory_format=cl), wt.contiguous(memory_format=cl),
                                stride=up, padding=tpad)
-        out_format = _fmt(x)
+        out_format = _backend.memory_format_of(x)
     else:
         t = F.conv_transpose2d(x, wt, stride=up, padding=tpad)
         out_format = None
@@ -346,7 +346,7 @@ def downsample_conv2d(
         t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0, torch.channels_last)
         t = F.conv2d(t, w.contiguous(memory_format=torch.channels_last), stride=down)
         y = bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
-        return y.contiguous(memory_format=_fmt(x))
+        return y.contiguous(memory_format=_backend.memory_format_of(x))
     t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
     t = F.conv2d(t, w, stride=down)
     return bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
@@ -373,19 +373,14 @@ def _save_mode(act: str, clamp: float) -> str:
     return "mask" if ACTIVATIONS[act].piecewise_linear else "z"
 
 
-def _fmt(t: torch.Tensor):
-    cl = (not t.is_contiguous()) and t.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if cl else torch.contiguous_format
-
-
 def _fir_bias_act_fake(x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp,
                        out_format=None):
     n, c, h, w = x.shape
     shape = (n, c, h + pad[2] + pad[3] - fh + 1, w + pad[0] + pad[1] - fw + 1)
-    fmt = _fmt(x) if out_format is None else out_format
+    fmt = _backend.memory_format_of(x) if out_format is None else out_format
     y = x.new_empty(shape).contiguous(memory_format=fmt)
     # saved: the kernel's working layout, channels_last if x or y is.
-    cl = torch.channels_last in (_fmt(x), fmt)
+    cl = torch.channels_last in (_backend.memory_format_of(x), fmt)
     sfmt = torch.channels_last if cl else torch.contiguous_format
     mode = _save_mode(act, clamp)
     if mode == "mask":
@@ -401,7 +396,7 @@ def _fir_bias_act_grad_fake(grad, saved, gz, f, fh, fw, separable, pad, in_h, in
                             alpha, gain, clamp, reduce):
     n, c = grad.shape[:2]
     # The working layout: saved's (the forward's working layout) when something is saved.
-    fmt = _fmt(saved) if (_save_mode(act, clamp) != "none" and saved.dim() == 4) else _fmt(grad)
+    fmt = _backend.memory_format_of(saved) if (_save_mode(act, clamp) != "none" and saved.dim() == 4) else _backend.memory_format_of(grad)
     gx = grad.new_empty((n, c, in_h, in_w)).contiguous(memory_format=fmt)
     gb = grad.new_empty((c,) if reduce else (0,))
     return gx, gb
@@ -414,7 +409,7 @@ def _fwd_setup_context(ctx, inputs, output):
     ctx.act = (act, alpha, gain, clamp)
     ctx.in_hw = (x.shape[2], x.shape[3])
     ctx.has_b = b is not None
-    ctx.y_fmt = _fmt(y)
+    ctx.y_fmt = _backend.memory_format_of(y)
     ctx.save_for_backward(saved)
 
 
