@@ -41,17 +41,27 @@ def _cuda_home() -> str | None:
     return None
 
 
-def _want_cuda(cuda_home: str | None) -> bool:
+def _want_cuda(cuda_home: str | None) -> tuple[bool, str]:
+    """Whether to build the CUDA kernels, and why (or why not), for the one status line."""
     flag = os.environ.get("FASTGAN_CUDA", "").strip()
     if flag == "0":
-        return False
+        return False, "FASTGAN_CUDA=0"
     if flag == "1":
         if cuda_home is None:
-            sys.exit("FASTGAN_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
-        return True
+            sys.exit(f"FASTGAN_CUDA=1 but {_no_nvcc_reason()}; set CUDA_HOME to a CUDA toolkit")
+        return True, "FASTGAN_CUDA=1"
     if flag:
         sys.exit(f"FASTGAN_CUDA must be 0 or 1, got {flag!r}")
-    return cuda_home is not None
+    if cuda_home is None:
+        return False, _no_nvcc_reason()
+    return True, f"nvcc found under CUDA_HOME={cuda_home}"
+
+
+def _no_nvcc_reason() -> str:
+    env = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if env:
+        return f"no nvcc under CUDA_HOME={env}"
+    return "no nvcc found (not under /usr/local/cuda, not on PATH)"
 
 
 def _extra_cuda_includes(cuda_home: str) -> list[str]:
@@ -70,7 +80,7 @@ def _extra_cuda_includes(cuda_home: str) -> list[str]:
 
 
 cuda_home = _cuda_home()
-with_cuda = _want_cuda(cuda_home)
+with_cuda, cuda_reason = _want_cuda(cuda_home)
 if with_cuda:
     # torch.utils.cpp_extension reads these when it is imported.
     os.environ["CUDA_HOME"] = cuda_home
@@ -118,7 +128,40 @@ else:
         extra_link_args=["-fopenmp"],
     )
 
+
+def _status_line() -> str:
+    import torch
+
+    if with_cuda:
+        archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or "those of the visible GPU"
+        cuda = f"CUDA kernels: built for {archs} ({cuda_reason})"
+    else:
+        cuda = f"CUDA kernels: not built ({cuda_reason})"
+        if torch.cuda.is_available():
+            cuda += "; WARNING: this machine has a CUDA GPU, which will run the slow references"
+    return f"fastgan: CPU kernels: built (torch {torch.__version__}); {cuda}"
+
+
+class _BuildExt(cpp_extension.BuildExtension):
+    """torch's BuildExtension with a build folder that outlives the command: pip's editable
+    and wheel builds otherwise compile in a fresh temporary folder, so ninja can never skip
+    an unchanged file. The folder is keyed by Python, torch and the CUDA choice, so
+    switching any of them never mixes object files."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        import torch
+
+        tag = f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}"
+        tag += "-cuda" if with_cuda else "-cpu"
+        self.build_temp = str(ROOT / "build" / f"temp-{tag}")
+
+    def run(self):
+        print(_status_line(), flush=True)
+        super().run()
+
+
 setup(
     ext_modules=[ext],
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": _BuildExt.with_options(use_ninja=True)},
 )

@@ -409,7 +409,7 @@ void grad_impl(FirGradPlan& plan, double alpha, double gain, double clamp) {
     at::Tensor part =
         at::from_blob(partial.data(), {items * pl.CB}, at::TensorOptions().dtype(acc_type));
     at::Tensor sums = pl.cl ? part.view({pl.P * strips, pl.C}).sum(0)
-                            : part.view({plan.g.N, pl.C, strips}).sum({0, 2});
+                            : part.view({plan.g.N, pl.C, strips}).sum(at::IntArrayRef{0, 2});
     plan.gb.copy_(sums);
   }
 }
