@@ -2,19 +2,25 @@
 runs its compiled kernel or its pure-PyTorch reference.
 
 Selection, in order:
-  1. ``FASTGAN_BACKEND=ref`` in the environment, ``set_backend("ref")`` or the
-     ``use_reference()`` context manager force the references everywhere.
+  1. ``FASTGAN_BACKEND=ref`` in the environment or ``set_backend("ref")`` (process-wide),
+     or the ``use_reference()`` context manager (this thread / asyncio task only), force
+     the references.
   2. If the extension is missing or failed to import, the references run, with one
      ``FastganFallbackWarning`` per process that names the reason.
   3. A tensor on a device with no compiled kernel (mps, xpu, or cuda when the extension was
-     built without CUDA) runs the reference for that call.
-``FASTGAN_BACKEND=ext`` makes a missing extension an error instead (used by CI).
+     built without CUDA) runs the reference, with one ``FastganFallbackWarning`` per device.
+  4. An op that this build lacks (a build older than the Python code) runs its reference,
+     with one warning naming the op.
+``FASTGAN_BACKEND=ext`` makes each of 2-4 an error instead (used by CI).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import importlib.util
 import os
+import re
 import warnings
 from typing import Any, Iterator
 
@@ -31,17 +37,58 @@ __all__ = [
 
 _VALID_BACKENDS = ("auto", "ref", "ext")
 
+# Every op the Python code calls, and the dispatch keys it needs a kernel for.
+EXPECTED_OPS = (
+    "bias_act",
+    "bias_act_grad",
+    "grad_sqnorm",
+    "upfirdn2d",
+    "fir_bias_act",
+    "fir_bias_act_grad",
+)
+
+_REBUILD = "rebuild it: `make build`, or `pip install --no-build-isolation .` again"
+
 
 class FastganFallbackWarning(UserWarning):
-    """Issued once when fastgan's compiled kernels are unavailable and references run."""
+    """Issued once per cause when fastgan's compiled kernels cannot run and references do."""
+
+
+def _built_torch(path: str) -> str | None:
+    """The torch version a (possibly unloadable) fastgan._C was compiled against, from the
+    stamp csrc/python_module.cpp leaves in the binary."""
+    try:
+        with open(path, "rb") as fh:
+            m = re.search(rb"fastgan-build-torch=([^;\x00]{1,64});", fh.read())
+    except OSError:
+        return None
+    return m.group(1).decode(errors="replace") if m else None
 
 
 def _load_extension() -> tuple[Any, str | None]:
     try:
         from fastgan import _C  # noqa: F401  (importing registers torch.ops.fastgan.*)
     except Exception as exc:  # ImportError, OSError (missing .so deps), undefined symbols
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, _load_failure(exc)
     return _C, None
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why fastgan._C could not be loaded, in the user's terms."""
+    msg = f"{type(exc).__name__}: {exc}"
+    try:
+        spec = importlib.util.find_spec("fastgan._C")
+    except (ImportError, ValueError):  # e.g. sys.modules["fastgan._C"] = None
+        return msg
+    if spec is None or spec.origin is None:
+        # Python's own message here blames "a circular import".
+        return f"fastgan._C is not built: {_REBUILD.replace('rebuild it', 'build it')}"
+    if "undefined symbol" in msg:
+        built = _built_torch(spec.origin)
+        was = f"built against torch {built}" if built else "built against another torch"
+        return (f"fastgan._C ({spec.origin}) was {was}, running torch {torch.__version__} "
+                f"({msg}); {_REBUILD}")
+    return f"fastgan._C ({spec.origin}) could not be loaded: {msg}"
 
 
 def _backend_from_env() -> str:
@@ -53,15 +100,47 @@ def _backend_from_env() -> str:
     return value
 
 
+def _missing_ops(ext) -> dict[str, str]:
+    """op -> what this build lacks for it (schema, CPU kernel, C++ autograd)."""
+    if ext is None:
+        return {}
+    if not hasattr(ext, "op_status"):
+        return {op: "a build older than this Python code" for op in EXPECTED_OPS}
+    missing = {}
+    status = ext.op_status([f"fastgan::{op}" for op in EXPECTED_OPS])
+    for op in EXPECTED_OPS:
+        s = status[f"fastgan::{op}"]
+        if not s["schema"]:
+            missing[op] = "not registered"
+        elif not s["cpu"]:
+            missing[op] = "no CPU kernel"
+        elif not s["autograd"]:
+            missing[op] = "no autograd kernel"
+    return missing
+
+
 _C, _load_error = _load_extension()
 _build_info: dict = dict(_C.build_info()) if _C is not None else {}
-_backend = _backend_from_env()
-_warned = False
+_MISSING_OPS = _missing_ops(_C)
+_default_backend = _backend_from_env()
+# use_reference() sets this for the current thread / task only (contextvars).
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "fastgan_backend", default=None
+)
+_warned: set = set()
 
-if _backend == "ext" and _C is None:
-    raise ImportError(
-        f"FASTGAN_BACKEND=ext but fastgan's compiled extension could not be loaded: {_load_error}"
-    )
+if _default_backend == "ext":
+    if _C is None:
+        raise ImportError(
+            f"FASTGAN_BACKEND=ext but fastgan's compiled extension could not be loaded: "
+            f"{_load_error}"
+        )
+    if _MISSING_OPS:
+        raise ImportError(
+            "FASTGAN_BACKEND=ext but fastgan._C lacks "
+            + ", ".join(f"fastgan::{op} ({why})" for op, why in _MISSING_OPS.items())
+            + f"; {_REBUILD}"
+        )
 
 
 def extension():
@@ -71,57 +150,95 @@ def extension():
 
 def set_backend(name: str) -> None:
     """Select ``"auto"`` (kernels where available) or ``"ref"`` (pure-PyTorch references)
-    for the whole process. ``"ext"`` is like auto but requires the extension."""
-    global _backend
+    for the whole process. ``"ext"`` is like auto but makes every fallback an error."""
+    global _default_backend
     if name not in _VALID_BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(_VALID_BACKENDS)}; got {name!r}")
     if name == "ext" and _C is None:
         raise RuntimeError(f"fastgan's compiled extension is not available: {_load_error}")
-    _backend = name
+    _default_backend = name
 
 
 def get_backend() -> str:
-    return _backend
+    """The backend in effect here: ``use_reference()``'s if inside one, else the process's."""
+    return _override.get() or _default_backend
 
 
 @contextlib.contextmanager
 def use_reference(enabled: bool = True) -> Iterator[None]:
-    """Within the block, fastgan ops run their pure-PyTorch references (process-wide)."""
-    global _backend
-    previous = _backend
-    if enabled:
-        _backend = "ref"
+    """Within the block, fastgan ops run their pure-PyTorch references. The switch is
+    local to the current thread (and asyncio task): other threads keep their backend."""
+    token = _override.set("ref") if enabled else None
     try:
         yield
     finally:
-        _backend = previous
+        if token is not None:
+            _override.reset(token)
 
 
-def _kernel_devices() -> tuple[str, ...]:
+def _kernel_devices() -> frozenset:
     if _C is None:
-        return ()
-    return ("cpu", "cuda") if _build_info.get("cuda_compiled") else ("cpu",)
+        return frozenset()
+    # meta: the ops' fake kernels (shape propagation, torch.compile).
+    devices = {"cpu", "meta"}
+    if _build_info.get("cuda_compiled"):
+        devices.add("cuda")
+    return frozenset(devices)
 
 
 _DEVICES = _kernel_devices()
 
 
+def _warn_once(key, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, FastganFallbackWarning, stacklevel=4)
+
+
+def _no_kernel(device: str) -> bool:
+    """A tensor on a device without compiled kernels: warn once (or raise under ext)."""
+    if _C is None:
+        _warn_once(
+            "load",
+            f"fastgan: compiled kernels unavailable, using pure-PyTorch references "
+            f"(reason: {_load_error})",
+        )
+        return False
+    if device == "cuda":
+        why = _build_info.get("cuda_reason") or "built without CUDA kernels"
+        reason = f"this build of fastgan._C has no CUDA kernels ({why}); {_REBUILD} with nvcc"
+    else:
+        reason = f"fastgan has no compiled kernels for {device} tensors"
+    if get_backend() == "ext":
+        raise RuntimeError(f"FASTGAN_BACKEND=ext: {reason}")
+    _warn_once(("device", device), f"fastgan: {reason}; running the pure-PyTorch references (slow)")
+    return False
+
+
 def use_kernel(x: torch.Tensor) -> bool:
     """True when the compiled kernel should run for a tensor on x's device."""
-    global _warned
-    if _backend == "ref":
+    if (_override.get() or _default_backend) == "ref":
         return False
+    if not isinstance(x, torch.Tensor):
+        return False  # the reference path reports the bad argument
+    device = x.device.type
+    if device in _DEVICES:
+        return True
+    return _no_kernel(device)
+
+
+def op_available(op: str) -> bool:
+    """Whether this build has ``fastgan::<op>`` with its kernels and C++ autograd. A
+    missing op warns once (the caller runs its reference); under ext it never gets here,
+    the import fails."""
     if _C is None:
-        if not _warned:
-            _warned = True
-            warnings.warn(
-                "fastgan: compiled kernels unavailable, using pure-PyTorch references "
-                f"(reason: {_load_error})",
-                FastganFallbackWarning,
-                stacklevel=3,
-            )
         return False
-    return x.device.type in _DEVICES
+    why = _MISSING_OPS.get(op)
+    if why is None:
+        return True
+    _warn_once(("op", op), f"fastgan: this build of fastgan._C lacks fastgan::{op} ({why}); "
+               f"running its pure-PyTorch reference; {_REBUILD}")
+    return False
 
 
 def memory_format_of(t: torch.Tensor) -> torch.memory_format:
@@ -135,14 +252,16 @@ def memory_format_of(t: torch.Tensor) -> torch.memory_format:
 def backend_info() -> dict:
     """What is compiled, what runs, and why not."""
     info = {
-        "backend": _backend,
+        "backend": get_backend(),
         "extension_loaded": _C is not None,
         "extension_error": _load_error,
+        "missing_ops": dict(_MISSING_OPS),
         "cpu_kernels": bool(_build_info.get("cpu_kernels", False)),
         "cpu_avx2_compiled": bool(_build_info.get("cpu_avx2_compiled", False)),
         "cpu_avx2_active": bool(_build_info.get("cpu_avx2_active", False)),
         "cuda_kernels": bool(_build_info.get("cuda_compiled", False)),
         "cuda_archs": _build_info.get("cuda_archs") or None,
+        "cuda_reason": _build_info.get("cuda_reason") or None,
         "built_with_torch": _build_info.get("torch_version"),
         "built_with_cuda": _build_info.get("cuda_version") or None,
         "torch_version": torch.__version__,
@@ -152,3 +271,19 @@ def backend_info() -> dict:
     if _C is not None:
         info["cpu_avx2_active"] = bool(_C.build_info()["cpu_avx2_active"])
     return info
+
+
+def summary() -> str:
+    """One line: what runs where (printed by `make build`)."""
+    if _C is None:
+        return f"fastgan: no compiled kernels ({_load_error})"
+    cuda = (
+        f"CUDA kernels for {_build_info.get('cuda_archs')}"
+        if _build_info.get("cuda_compiled")
+        else f"no CUDA kernels ({_build_info.get('cuda_reason') or 'built without CUDA'})"
+    )
+    isa = "AVX2" if _build_info.get("cpu_avx2_active") else "baseline"
+    line = f"fastgan._C: CPU kernels ({isa}), {cuda}; built with torch {_build_info.get('torch_version')}"
+    if _MISSING_OPS:
+        line += "; MISSING: " + ", ".join(_MISSING_OPS)
+    return line

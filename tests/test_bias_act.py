@@ -450,7 +450,7 @@ def test_extension_is_loaded_when_required():
         (dict(act="leaky"), ValueError, "unknown act 'leaky'"),
         (dict(b=torch.randn(5)), ValueError, "b has 5 elements but x.shape\\[1\\] is 3"),
         (dict(b=torch.randn(3, 1)), ValueError, "b must be 1-D"),
-        (dict(b=torch.randn(3, dtype=torch.float64)), TypeError, "b has dtype torch.float64"),
+        (dict(b=torch.randn(3, dtype=torch.float64)), TypeError, "b has dtype"),
         (dict(b=torch.randn(3, device="meta")), ValueError, "b is on meta"),
         (dict(b=torch.randn(3), dim=4), IndexError, "dim=4 is out of range"),
         (dict(clamp=-1.0), ValueError, "clamp must be None or >= 0"),

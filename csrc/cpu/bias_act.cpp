@@ -1,11 +1,13 @@
 // CPU implementation of fastgan::bias_act and fastgan::bias_act_grad: tensor handling and
 // the choice of kernel copy (baseline or AVX2); the loops are in bias_act_kernel.h.
 #include <ATen/Context.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Version.h>
 #include <ATen/ops/repeat_interleave.h>
 #include <torch/library.h>
 
 #include <atomic>
+#include <type_traits>
 
 #include "../common/bias_act_common.h"
 #include "bias_act_cpu.h"
@@ -63,6 +65,37 @@ Rows to_rows(const DenseLayout& l, const at::Tensor& b) {
     r.bias = (b.defined() && l.inner > 1) ? at::repeat_interleave(b, l.inner) : b;
   }
   return r;
+}
+
+// sums[c] from the kernels' partial sums, added in a fixed order (deterministic): [outer *
+// C] per row (row = o * C + c) or [chunks, C * inner] per chunk (vector-bias mode). A
+// plain loop: on the tiny tensors where it matters, ATen reduction calls cost more than
+// the sums themselves.
+void reduce_partials(const at::Tensor& partial, const DenseLayout& l, const RowLayout& rl,
+                     at::Tensor& sums) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sums.scalar_type(), "bias_act_sums", [&] {
+    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const acc_t* p = partial.const_data_ptr<acc_t>();
+    scalar_t* out = sums.mutable_data_ptr<scalar_t>();
+    const int64_t C = l.channels, inner = l.inner;
+    if (rl.vec_bias) {
+      const int64_t chunks = partial.size(0), len = partial.size(1);
+      for (int64_t c = 0; c < C; ++c) {
+        acc_t s = 0;
+        for (int64_t k = 0; k < chunks; ++k) {
+          const acc_t* row = p + k * len + c * inner;
+          for (int64_t i = 0; i < inner; ++i) s += row[i];
+        }
+        out[c] = static_cast<scalar_t>(s);
+      }
+    } else {
+      for (int64_t c = 0; c < C; ++c) {
+        acc_t s = 0;
+        for (int64_t o = 0; o < l.outer; ++o) s += p[o * C + c];
+        out[c] = static_cast<scalar_t>(s);
+      }
+    }
+  });
 }
 
 ActArgs act_args(Act act, double alpha, double gain, double clamp) {
@@ -129,9 +162,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(
   } else {
     kernels_default::bias_act_grad(args);
   }
-  if (reduce) {
-    plan.sums.copy_(reduce_partial_sums(partial, plan.layout, rows.layout.vec_bias));
-  }
+  if (reduce) reduce_partials(partial, plan.layout, rows.layout, plan.sums);
   return {plan.out, plan.sums};
 }
 

@@ -6,7 +6,10 @@ implementations of the same computation:
 - ``fastgan``: fastgan's op or layer (compiled kernels),
 - ``reference``: fastgan's pure-PyTorch reference of it (``use_reference()``),
 - ``eager``: the stock PyTorch composition a user would write,
-- ``compile``: ``torch.compile`` of that stock composition.
+- ``compile``: ``torch.compile`` of that stock composition;
+- ``raw`` (overhead cases): the registered op called directly, ``torch.ops.fastgan.*``,
+  with only the stock glue a caller needs around it: what the public function costs on
+  top of the op itself.
 
 Every implementation maps one input set (a tuple of tensors) to an output tensor. For the
 forward+backward mode the runner back-propagates a fixed random gradient to every input
@@ -32,7 +35,7 @@ Impl = Callable[..., torch.Tensor]
 @dataclass
 class Case:
     name: str
-    group: str  # "op", "layer" or "train"
+    group: str  # "op", "layer", "train" or "overhead"
     description: str
     # (device, dtype, layout, size, generator) -> one input set; called several times.
     # size: "full" (the documented benchmark size), "quick" (smoke run), "tiny" (tests)
@@ -54,6 +57,9 @@ class Case:
     check_against: str = "float64"
     # max |error| / max |reference| allowed per dtype, overriding the runner's defaults
     tolerance: Dict[torch.dtype, float] = field(default_factory=dict)
+    # calls per timed round (the time reported is per call): tiny inputs in the overhead
+    # group take microseconds, which one call cannot resolve
+    repeat: int = 1
 
 
 _REGISTRY: Dict[str, Case] = {}
@@ -518,3 +524,148 @@ for _kind, _desc in (
     ("wgangp", "WGAN-GP critic step: DCGAN-style critic 64 px, batch 64, penalty + backward to D"),
 ):
     _register_step_case(f"{_kind}_step", _desc, _penalty_inputs(_kind), _PenaltyStep, _kind)
+
+
+# --- per-call overhead ----------------------------------------------------------------
+#
+# Every op on tiny tensors, (2, 8, 4, 4) and (2, 8, 8, 8) whatever --size asks: there the
+# time is the cost of a call (Python wrapper, dispatch, autograd bookkeeping), not of the
+# arithmetic. fastgan's public function against the stock composition it replaces and
+# against the registered op called directly (raw).
+
+_TINY_HW = (4, 8)
+_SQRT2 = math.sqrt(2.0)
+
+
+def _tiny_inputs(hw, extra=None):
+    def make(device, dtype, layout, size, gen):
+        x = torch.randn((2, 8, hw, hw), generator=gen).to(device=device, dtype=dtype)
+        out = (_to_layout(x, layout),)
+        if extra is not None:
+            out += tuple(t.to(device=device, dtype=dtype) for t in extra(gen))
+        return out
+
+    return make
+
+
+class _FilterCache:
+    """A filter made once per device, as a module buffer would be (not per call)."""
+
+    def __init__(self, taps, separable=True):
+        self.taps, self.separable, self.by_device = taps, separable, {}
+
+    def __call__(self, device):
+        f = self.by_device.get(device)
+        if f is None:
+            from fastgan.ops import setup_filter
+
+            f = self.by_device[device] = setup_filter(list(self.taps), device=device, separable=self.separable)
+        return f
+
+
+_FIR_SEP = _FilterCache(_FIR)
+
+
+def _ovh_bias_act():
+    def fastgan_fn(x, b):
+        from fastgan.ops import bias_act
+
+        return bias_act(x, b, 1, "lrelu")
+
+    def raw(x, b):
+        return torch.ops.fastgan.bias_act(x, b, 1, "lrelu", 0.2, _SQRT2, -1.0)
+
+    return fastgan_fn, raw, _bias_act_stock, lambda gen: (torch.randn(8, generator=gen),)
+
+
+def _ovh_upfirdn(up, down, pad):
+    def fastgan_fn(x):
+        from fastgan.ops import upfirdn2d
+
+        return upfirdn2d(x, _FIR_SEP(x.device), up=up, down=down, padding=pad, gain=up * up)
+
+    def raw(x):
+        return torch.ops.fastgan.upfirdn2d(x, _FIR_SEP(x.device), up, up, down, down, *pad, False, float(up * up))
+
+    return fastgan_fn, raw, _upfirdn_stock(up, down, pad), None
+
+
+def _ovh_grad_penalty():
+    def raw(g):
+        return (torch.ops.fastgan.grad_sqnorm(g).sqrt() - 1.0).square().mean().to(g.dtype)
+
+    return _penalty_fastgan, raw, _penalty_stock, None
+
+
+def _up_block_raw(x, w, b):
+    """The registered fused epilogue with the filter taps precomputed: [1,3,3,1] / 8 * 2
+    per axis (gain 4 over both), correlation order, pad [1, 1, 1, 1] after the transposed
+    convolution."""
+    t = F.conv_transpose2d(x, w.transpose(0, 1).flip([2, 3]), stride=2)
+    taps = [v / 8 * 2 for v in _FIR] * 2
+    y, _ = torch.ops.fastgan.fir_bias_act(t, b, taps, 4, 4, True, [1, 1, 1, 1], "lrelu", 0.2, _SQRT2, -1.0)
+    return y
+
+
+def _tiny_conv_extra(gen):
+    c = 8
+    return (torch.randn((c, c, 3, 3), generator=gen) / math.sqrt(c * 9), torch.randn(c, generator=gen))
+
+
+def _ovh_upsample_conv2d():
+    return _up_block_fastgan, _up_block_raw, _up_block_stock, _tiny_conv_extra
+
+
+def _down_block_fastgan(x, w, b):
+    from fastgan.ops import downsample_conv2d
+
+    return downsample_conv2d(x, w, b)
+
+
+def _down_block_raw(x, w, b):
+    taps = [v / 8 for v in _FIR] * 2
+    t, _ = torch.ops.fastgan.fir_bias_act(x, None, taps, 4, 4, True, [2, 2, 2, 2], "linear", 0.0, 1.0, -1.0)
+    t = F.conv2d(t, w, stride=2)
+    return torch.ops.fastgan.bias_act(t, b, 1, "lrelu", 0.2, _SQRT2, -1.0)
+
+
+def _down_block_stock(x, w, b):
+    """[1,3,3,1] blur (pad 2), 3x3 stride-2 conv, bias, leaky ReLU, gain."""
+    c = x.shape[1]
+    f = torch.tensor(_FIR, device=x.device, dtype=x.dtype)
+    f2 = torch.outer(f, f) / f.sum() ** 2
+    t = F.conv2d(F.pad(x, [2, 2, 2, 2]), f2[None, None].expand(c, 1, 4, 4), groups=c)
+    t = F.conv2d(t, w, stride=2)
+    return F.leaky_relu(t + b.view(1, -1, 1, 1), 0.2) * _SQRT2
+
+
+def _ovh_downsample_conv2d():
+    return _down_block_fastgan, _down_block_raw, _down_block_stock, _tiny_conv_extra
+
+
+def _register_overhead() -> None:
+    ops = (
+        ("bias_act", _ovh_bias_act(), "bias_act"),
+        ("upfirdn2d_up2", _ovh_upfirdn(2, 1, [2, 1, 2, 1]), "upfirdn2d"),
+        ("upfirdn2d_down2", _ovh_upfirdn(1, 2, [1, 1, 1, 1]), "upfirdn2d"),
+        ("grad_penalty", _ovh_grad_penalty(), "grad_penalty"),
+        ("upsample_conv2d", _ovh_upsample_conv2d(), "upsample_conv2d"),
+        ("downsample_conv2d", _ovh_downsample_conv2d(), "downsample_conv2d"),
+    )
+    for name, (fastgan_fn, raw, stock, extra), public in ops:
+        for hw in _TINY_HW:
+            register(
+                Case(
+                    name=f"tiny_{name}_{hw}x{hw}",
+                    group="overhead",
+                    description=f"per-call cost of {public} on a (2, 8, {hw}, {hw}) tensor",
+                    make_inputs=_tiny_inputs(hw, extra),
+                    impls={"fastgan": fastgan_fn, "raw": raw, "reference": _with_reference(fastgan_fn), "eager": stock},
+                    available=_has_op(public),
+                    repeat=200,
+                    tolerance={torch.bfloat16: 0.05, torch.float16: 0.01},
+                )
+            )
+
+
+_register_overhead()

@@ -94,10 +94,13 @@ def grouped(results: Sequence) -> "OrderedDict[Tuple, Dict[str, dict]]":
     return groups
 
 
-def _ms(d: dict) -> str:
+def _time(d: dict) -> str:
+    """Median ± half the IQR, in us below a millisecond, else in ms."""
     if d["status"] != "ok":
         return d["status"].upper()
-    return f"{d['stats']['median'] * 1e3:.3g} ± {d['stats']['iqr'] * 1e3 / 2:.2g}"
+    med, iqr = d["stats"]["median"], d["stats"]["iqr"]
+    scale, unit = (1e6, "us") if med < 1e-3 else (1e3, "ms")
+    return f"{med * scale:.3g} ± {iqr * scale / 2:.2g} {unit}"
 
 
 def speedup(groups_entry: Dict[str, dict], over: str) -> Optional[float]:
@@ -108,13 +111,15 @@ def speedup(groups_entry: Dict[str, dict], over: str) -> Optional[float]:
 
 
 def rows(results: Sequence) -> Tuple[List[str], List[List[str]]]:
-    header = ["case", "mode", "dtype", "layout", "dev"] + [f"{i} ms" for i in IMPL_ORDER] + [
+    present = {d["impl"] for d in (r if isinstance(r, dict) else r.to_dict() for r in results)}
+    impl_cols = [i for i in IMPL_ORDER if i in present]
+    header = ["case", "mode", "dtype", "layout", "dev"] + list(impl_cols) + [
         "x eager", "x compile", "GB/s (copy)", "saved MB", "peak MB"]
     body = []
     for key, impls in grouped(results).items():
         row = list(key)
-        for name in IMPL_ORDER:
-            row.append(_ms(impls[name]) if name in impls else "-")
+        for name in impl_cols:
+            row.append(_time(impls[name]) if name in impls else "-")
         for over in ("eager", "compile"):
             s = speedup(impls, over)
             row.append(f"{s:.2f}x" if s else "-")

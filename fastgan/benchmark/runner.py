@@ -52,7 +52,7 @@ from .cases import Case, Inputs
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 # max |error| / max |reference| per tensor, against the float64 reference
 DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 4e-3}
-IMPL_ORDER = ("fastgan", "reference", "eager", "compile")
+IMPL_ORDER = ("fastgan", "raw", "reference", "eager", "compile")
 
 
 @dataclass
@@ -150,11 +150,15 @@ def _check(case: Case, name: str, got, want, dtype: torch.dtype) -> Optional[str
     return None
 
 
-def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: int, warmup: int, step: bool = False) -> Stats:
+def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: int, warmup: int,
+                 step: bool = False, repeat: int = 1) -> Stats:
+    """Per-call seconds, one sample per round; a round makes ``repeat`` calls (tiny inputs:
+    the per-call overhead is measured over many calls, not one)."""
     cycle = itertools.cycle(range(len(sets)))
     for _ in range(warmup):
         i = next(cycle)
-        _call(fn, sets[i], grads[i], step)
+        for _ in range(repeat):
+            _call(fn, sets[i], grads[i], step)
     _sync(device)
     stats = Stats()
     if device.type == "cuda":
@@ -162,16 +166,18 @@ def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: in
             i = next(cycle)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            _call(fn, sets[i], grads[i], step)
+            for _ in range(repeat):
+                _call(fn, sets[i], grads[i], step)
             end.record()
             end.synchronize()
-            stats.update(start.elapsed_time(end) / 1e3)
+            stats.update(start.elapsed_time(end) / 1e3 / repeat)
     else:
         for _ in range(rounds):
             i = next(cycle)
             t0 = time.perf_counter()
-            _call(fn, sets[i], grads[i], step)
-            stats.update(time.perf_counter() - t0)
+            for _ in range(repeat):
+                _call(fn, sets[i], grads[i], step)
+            stats.update((time.perf_counter() - t0) / repeat)
     return stats
 
 
@@ -277,7 +283,7 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 res.status, res.message = "failed", problem
                 results.append(res)
                 continue
-            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step)
+            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step, case.repeat)
             res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
             if step:
                 pass  # the step's own memory is not separated from its models' state

@@ -64,6 +64,9 @@ ACTIVATIONS: dict[str, _ActSpec] = {
     "gelu": _ActSpec(0.0, 1.0, False, False),
 }
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_NUMBERS = (float, int)
+# act -> (default alpha, default gain), for the fast path of bias_act.
+_DEFAULTS = {name: (spec.def_alpha, spec.def_gain) for name, spec in ACTIVATIONS.items()}
 
 
 def _act_fn(act: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -186,9 +189,17 @@ def bias_act(
     Runs the compiled CPU/CUDA kernel when available, else :func:`bias_act_ref`.
     The result has the layout of ``x`` (channels_last stays channels_last).
     """
+    spec = _DEFAULTS.get(act)
+    if (spec is not None and type(dim) is int and _backend.use_kernel(x) and _HAS_OP
+            and (clamp is None or (type(clamp) in _NUMBERS and clamp >= 0))):
+        # The fast path: constant work in Python; every check of the tensors and numbers
+        # runs in C++ (errors name the argument), and so does autograd.
+        return _OP(x, b, dim + x.dim() if dim < 0 else dim, act,
+                   spec[0] if alpha is None else alpha, spec[1] if gain is None else gain,
+                   -1.0 if clamp is None else clamp)
     dim, alpha, gain, clamp = _check_args(x, b, dim, act, alpha, gain, clamp)
-    if _backend.use_kernel(x):
-        return torch.ops.fastgan.bias_act(x, b, dim, act, alpha, gain, clamp)
+    if _backend.use_kernel(x) and _HAS_OP:
+        return _OP(x, b, dim, act, alpha, gain, clamp)
     return _ref(x, b, dim, act, alpha, gain, clamp)
 
 
@@ -204,21 +215,17 @@ def fused_leaky_relu(
 
 
 # --------------------------------------------------------------------------------------
-# Registration of fake kernels and autograd (only when the extension is loaded).
+# Fake kernels (shape inference for torch.compile / meta tensors). Autograd is registered
+# in C++ (csrc/autograd/bias_act.cpp): bias_act's backward is the op bias_act_grad, whose
+# own backward gives double backward (and any order for linear, relu and lrelu).
 # --------------------------------------------------------------------------------------
 
 
-def _saves_output(act: str, alpha: float, gain: float) -> bool:
-    spec = ACTIVATIONS[act]
-    if not spec.from_output:
-        return False
-    if act in ("relu", "lrelu"):
-        # y > 0 <=> x + b > 0 needs a non-negative gain (and slope).
-        return gain >= 0 and (act == "relu" or alpha >= 0)
-    return True
-
-
 def _bias_act_fake(x, b, dim, act, alpha, gain, clamp):
+    # The dispatcher sends a call with any meta tensor here: check what the real kernels
+    # check about devices.
+    if b is not None and b.device != x.device:
+        raise ValueError(f"bias_act: b is on {b.device} but x is on {x.device}")
     return torch.empty_like(x)
 
 
@@ -228,101 +235,8 @@ def _bias_act_grad_fake(grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, or
     return out, sums
 
 
-def _bias_act_setup_context(ctx, inputs, output):
-    x, b, dim, act, alpha, gain, clamp = inputs
-    ctx.params = (dim, act, alpha, gain, clamp)
-    ctx.has_b = b is not None
-    if act == "linear" and clamp < 0:
-        ctx.mode = "none"  # the derivative is the constant gain
-        ctx.save_for_backward()
-    elif _saves_output(act, alpha, gain):
-        ctx.mode = "y"
-        ctx.save_for_backward(output)
-    else:
-        ctx.mode = "x"
-        ctx.save_for_backward(x, b)
-
-
-def _bias_act_backward(ctx, gy):
-    dim, act, alpha, gain, clamp = ctx.params
-    need_x, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and ctx.has_b
-    if not (need_x or need_b):
-        return None, None, None, None, None, None, None
-    if ctx.mode == "x":
-        ref, b = ctx.saved_tensors
-        ref_is_y = False
-    elif ctx.mode == "y":
-        (ref,) = ctx.saved_tensors
-        b, ref_is_y = None, True
-    else:
-        # Linear without clamp: with ref = grad and ref_is_y, the kernel's factor is
-        # d/dy(y) * gain = gain, and it still reduces the bias gradient in the same pass.
-        ref, b, ref_is_y = gy, None, True
-    dx, db = torch.ops.fastgan.bias_act_grad(
-        gy, ref, b, dim, act, alpha, gain, clamp, ref_is_y, 1, need_b
-    )
-    return (dx if need_x else None), (db if need_b else None), None, None, None, None, None
-
-
-def _bias_act_grad_setup_context(ctx, inputs, output):
-    grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, order, reduce = inputs
-    ctx.params = (dim, act, alpha, gain, clamp, ref_is_y, order, reduce)
-    ctx.shape = ref.shape
-    ctx.has_b = b is not None
-    smooth = not ACTIVATIONS[act].piecewise_linear
-    # grad is needed only for the derivative w.r.t. ref, which is zero when piecewise linear.
-    ctx.save_for_backward(grad if smooth else None, ref, b)
-
-
-def _bias_act_grad_backward(ctx, h_out, h_sums):
-    dim, act, alpha, gain, clamp, ref_is_y, order, reduce = ctx.params
-    grad, ref, b = ctx.saved_tensors
-    # out_sum = sum(out) over every dim but `dim`, so its gradient spreads back evenly.
-    h = h_out
-    if reduce and h_sums is not None:
-        shape = [-1 if i == dim else 1 for i in range(len(ctx.shape))]
-        spread = h_sums.reshape(shape)
-        h = spread.expand(ctx.shape) if h is None else h + spread
-    if h is None:
-        return (None,) * 11
-    need_grad = ctx.needs_input_grad[0]
-    need_ref = ctx.needs_input_grad[1]
-    need_b = ctx.needs_input_grad[2] and ctx.has_b
-    d_grad = d_ref = d_b = None
-    if need_grad:
-        d_grad, _ = torch.ops.fastgan.bias_act_grad(
-            h, ref, b, dim, act, alpha, gain, clamp, ref_is_y, order, False
-        )
-    if (need_ref or need_b) and not ACTIVATIONS[act].piecewise_linear:
-        if order >= 2:
-            raise NotImplementedError(
-                f"bias_act: third-order gradients are not implemented for act={act!r} "
-                "(only for the piecewise-linear linear, relu and lrelu)"
-            )
-        d_ref, d_b = torch.ops.fastgan.bias_act_grad(
-            h * grad, ref, b, dim, act, alpha, gain, clamp, ref_is_y, 2, need_b
-        )
-    return (
-        d_grad,
-        d_ref if need_ref else None,
-        d_b if need_b else None,
-        None, None, None, None, None, None, None, None,
-    )
-
-
-def _register() -> None:
-    lib = "fastgan::"
-    torch.library.register_fake(lib + "bias_act")(_bias_act_fake)
-    torch.library.register_fake(lib + "bias_act_grad")(_bias_act_grad_fake)
-    torch.library.register_autograd(
-        lib + "bias_act", _bias_act_backward, setup_context=_bias_act_setup_context
-    )
-    torch.library.register_autograd(
-        lib + "bias_act_grad",
-        _bias_act_grad_backward,
-        setup_context=_bias_act_grad_setup_context,
-    )
-
-
-if _backend.extension() is not None:
-    _register()
+_HAS_OP = _backend.op_available("bias_act") and _backend.op_available("bias_act_grad")
+_OP = torch.ops.fastgan.bias_act.default if _HAS_OP else None
+if _HAS_OP:
+    torch.library.register_fake("fastgan::bias_act")(_bias_act_fake)
+    torch.library.register_fake("fastgan::bias_act_grad")(_bias_act_grad_fake)

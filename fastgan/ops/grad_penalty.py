@@ -78,9 +78,8 @@ def grad_sqnorm_ref(grads: torch.Tensor) -> torch.Tensor:
 def grad_sqnorm(grads: torch.Tensor) -> torch.Tensor:
     """Per-sample squared L2 norm ``sum(grads[n] ** 2)``, shape ``(N,)``: float64 for
     float64 input, else float32. Differentiable to any order."""
-    _check_grads(grads)
-    if _HAS_OP and _backend.use_kernel(grads):
-        return torch.ops.fastgan.grad_sqnorm(grads)
+    if _backend.use_kernel(grads) and _HAS_OP:
+        return _OP(grads)  # checks in C++
     return grad_sqnorm_ref(grads)
 
 
@@ -142,7 +141,9 @@ def grad_penalty(grads: torch.Tensor, center: float = 0.0, reduction: str = "mea
 
 
 # --------------------------------------------------------------------------------------
-# Fake kernel and autograd of fastgan::grad_sqnorm (only when the extension is loaded).
+# Fake kernel of fastgan::grad_sqnorm. Autograd is in C++ (csrc/autograd/grad_sqnorm.cpp):
+# the backward is grads * (2 * upstream[n]), one broadcast multiply of differentiable ATen
+# ops, so higher orders work.
 # --------------------------------------------------------------------------------------
 
 
@@ -151,26 +152,8 @@ def _grad_sqnorm_fake(grads):
     return grads.new_empty((grads.shape[0],), dtype=_acc_dtype(grads.dtype))
 
 
-def _grad_sqnorm_setup_context(ctx, inputs, output):
-    (grads,) = inputs
-    ctx.save_for_backward(grads)
-
-
-def _grad_sqnorm_backward(ctx, up):
-    (grads,) = ctx.saved_tensors
-    # d/dg sum(g^2) = 2 g: one broadcast multiply, differentiable w.r.t. grads and up.
-    scale = (2 * up).to(grads.dtype).reshape((-1,) + (1,) * (grads.dim() - 1))
-    return grads * scale
-
-
-def _register() -> None:
-    torch.library.register_fake("fastgan::grad_sqnorm")(_grad_sqnorm_fake)
-    torch.library.register_autograd(
-        "fastgan::grad_sqnorm", _grad_sqnorm_backward, setup_context=_grad_sqnorm_setup_context
-    )
-
-
-# An extension built before this op existed lacks the schema: run the reference then.
-_HAS_OP = _backend.extension() is not None and hasattr(torch.ops.fastgan, "grad_sqnorm")
+# A build without this op (older than this code) runs the reference, with a warning.
+_HAS_OP = _backend.op_available("grad_sqnorm")
+_OP = torch.ops.fastgan.grad_sqnorm.default if _HAS_OP else None
 if _HAS_OP:
-    _register()
+    torch.library.register_fake("fastgan::grad_sqnorm")(_grad_sqnorm_fake)

@@ -214,8 +214,8 @@ def upfirdn2d(
         raise NotImplementedError(
             "upfirdn2d: gradients w.r.t. the filter f are not supported; pass f.detach()"
         )
-    if _backend.use_kernel(x):
-        return torch.ops.fastgan.upfirdn2d(x, f.detach(), *a[:8], bool(flip_filter), a[8])
+    if _backend.use_kernel(x) and _HAS_OP:
+        return _OP(x, f.detach(), *a[:8], bool(flip_filter), a[8])
     return _ref(x, f, bool(flip_filter), *a)
 
 
@@ -258,7 +258,7 @@ def filter2d(x, f, padding=0, flip_filter=False, gain=1):
 
 
 # --------------------------------------------------------------------------------------
-# Fake kernel and autograd (only when the extension is loaded).
+# Fake kernel (shape inference for torch.compile and meta tensors).
 # --------------------------------------------------------------------------------------
 
 
@@ -267,6 +267,8 @@ def _out_size(n_in, up, down, p0, p1, taps):
 
 
 def _upfirdn2d_fake(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain):
+    if f.device != x.device:  # what the real kernels check (a meta tensor lands here)
+        raise ValueError(f"upfirdn2d: f is on {f.device} but x is on {x.device}")
     fw, fh = int(f.shape[-1]), int(f.shape[0])
     n, c, h, w = x.shape
     oh = _out_size(h, upy, downy, py0, py1, fh)
@@ -274,41 +276,9 @@ def _upfirdn2d_fake(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain
     return x.new_empty((n, c, oh, ow)).contiguous(memory_format=_backend.memory_format_of(x))
 
 
-def _setup_context(ctx, inputs, output):
-    x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain = inputs
-    ctx.args = (upx, upy, downx, downy, px0, px1, py0, py1, flip, gain)
-    ctx.in_hw = (x.shape[2], x.shape[3])
-    ctx.save_for_backward(f)
-
-
-def _backward(ctx, dy):
-    upx, upy, downx, downy, px0, px1, py0, py1, flip, gain = ctx.args
-    (f,) = ctx.saved_tensors
-    if ctx.needs_input_grad[1]:
-        raise NotImplementedError("upfirdn2d: gradients w.r.t. the filter f are not supported")
-    dx = None
-    if ctx.needs_input_grad[0]:
-        ih, iw = ctx.in_hw
-        oh, ow = dy.shape[2], dy.shape[3]
-        fw, fh = int(f.shape[-1]), int(f.shape[0])
-        # The adjoint: upsample by down, correlate <-> convolve, keep every up-th pixel;
-        # the padding maps the output grid back onto the input grid.
-        p = [
-            fw - px0 - 1,
-            iw * upx - ow * downx + px0 - upx + 1,
-            fh - py0 - 1,
-            ih * upy - oh * downy + py0 - upy + 1,
-        ]
-        dx = torch.ops.fastgan.upfirdn2d(dy, f, downx, downy, upx, upy, *p, not flip, gain)
-    return (dx,) + (None,) * 11
-
-
-def _register() -> None:
+# Autograd is in C++ (csrc/autograd/upfirdn2d.cpp): the backward is this op with the
+# filter flipped, up and down swapped and the padding mapped back (any order).
+_HAS_OP = _backend.op_available("upfirdn2d")
+_OP = torch.ops.fastgan.upfirdn2d.default if _HAS_OP else None
+if _HAS_OP:
     torch.library.register_fake("fastgan::upfirdn2d")(_upfirdn2d_fake)
-    torch.library.register_autograd(
-        "fastgan::upfirdn2d", _backward, setup_context=_setup_context
-    )
-
-
-if _backend.extension() is not None:
-    _register()

@@ -199,8 +199,8 @@ def _up_geometry(weight, fir: _Fir, up: int, padding):
 def _fir_bias_act(t, b, fir: _Fir, pad, act, alpha, gain, clamp, out_format=None):
     """FIR filter + bias + activation: the fused op when available, else the reference.
     out_format: the layout of the result (default: t's); the op writes it directly."""
-    if _backend.use_kernel(t):
-        y, _ = torch.ops.fastgan.fir_bias_act(
+    if _backend.use_kernel(t) and _HAS_OP:
+        y, _ = _OP(
             t, b, fir.taps, fir.fh, fir.fw, fir.separable, pad, act, alpha, gain, clamp,
             out_format,
         )
@@ -215,7 +215,8 @@ def _cpu_channels_last_conv(x: torch.Tensor) -> bool:
     layout and read a contiguous grad of y for channels_last work without extra passes.
     oneDNN's stride-2 transposed convolution is ~3x faster in channels_last there
     ((8, 128, 32, 32), 3x3: 14 ms vs 44 ms), its input gradient faster too."""
-    return x.device.type == "cpu" and x.dtype in _CL_CONV_DTYPES and _backend.use_kernel(x)
+    return (x.device.type == "cpu" and x.dtype in _CL_CONV_DTYPES
+            and _backend.use_kernel(x) and _HAS_OP)
 
 
 def _prepare(x, weight, bias, f, factor, factor_name, act, alpha, gain, clamp, padding,
@@ -363,7 +364,7 @@ def downsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), down=2, act="lre
 
 
 # --------------------------------------------------------------------------------------
-# Fake kernels and autograd of fastgan::fir_bias_act / fir_bias_act_grad.
+# Fake kernels of fastgan::fir_bias_act / fir_bias_act_grad.
 # --------------------------------------------------------------------------------------
 
 
@@ -375,6 +376,8 @@ def _save_mode(act: str, clamp: float) -> str:
 
 def _fir_bias_act_fake(x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp,
                        out_format=None):
+    if b is not None and b.device != x.device:  # what the real kernels check
+        raise ValueError(f"fir_bias_act: b is on {b.device} but x is on {x.device}")
     n, c, h, w = x.shape
     shape = (n, c, h + pad[2] + pad[3] - fh + 1, w + pad[0] + pad[1] - fw + 1)
     fmt = _backend.memory_format_of(x) if out_format is None else out_format
@@ -402,105 +405,11 @@ def _fir_bias_act_grad_fake(grad, saved, gz, f, fh, fw, separable, pad, in_h, in
     return gx, gb
 
 
-def _fwd_setup_context(ctx, inputs, output):
-    x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp = inputs[:11]
-    y, saved = output
-    ctx.fir = (f, fh, fw, separable, pad)
-    ctx.act = (act, alpha, gain, clamp)
-    ctx.in_hw = (x.shape[2], x.shape[3])
-    ctx.has_b = b is not None
-    ctx.y_fmt = _backend.memory_format_of(y)
-    ctx.save_for_backward(saved)
-
-
-def _fwd_backward(ctx, gy, gsaved):
-    f, fh, fw, separable, pad = ctx.fir
-    act, alpha, gain, clamp = ctx.act
-    need_x = ctx.needs_input_grad[0]
-    need_b = ctx.needs_input_grad[1] and ctx.has_b
-    (saved,) = ctx.saved_tensors
-    gz = gsaved if (gsaved is not None and saved.is_floating_point()) else None
-    if not (need_x or need_b) or (gy is None and gz is None):
-        return (None,) * 12
-    if gy is None:
-        gy = torch.zeros_like(gz)
-    # gy in y's layout; the gradient op works in saved's layout (transposing a contiguous gy
-    # in cache for channels_last work), and gx comes out in that layout.
-    gy = gy.contiguous(memory_format=ctx.y_fmt)
-    gx, gb = torch.ops.fastgan.fir_bias_act_grad(
-        gy, saved, gz, f, fh, fw, separable, pad, ctx.in_hw[0], ctx.in_hw[1], act, alpha,
-        gain, clamp, need_b,
-    )
-    return (gx if need_x else None, gb if need_b else None) + (None,) * 10
-
-
-def _mask_factor(mask, act, alpha, gain, dtype):
-    """dy/dz from the uint8 mask, as a tensor (for double backward)."""
-    live = (mask & 2) != 0
-    if act == "linear":
-        slope = torch.full_like(mask, 1, dtype=dtype) * gain
-    else:
-        neg = alpha * gain if act == "lrelu" else 0.0
-        slope = torch.where((mask & 1) != 0, gain, neg).to(dtype)
-    return torch.where(live, slope, torch.zeros((), dtype=dtype, device=mask.device))
-
-
-def _grad_setup_context(ctx, inputs, output):
-    grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w, act, alpha, gain, clamp, reduce = inputs
-    ctx.fir = (f, fh, fw, separable, pad)
-    ctx.act = (act, alpha, gain, clamp)
-    ctx.reduce = reduce
-    ctx.has_gz = gz is not None
-    ctx.shape_in = (grad.shape[0], grad.shape[1], in_h, in_w)
-    mode = _save_mode(act, clamp)
-    ctx.mode = mode
-    ctx.save_for_backward(grad if mode == "z" else None, saved)
-
-
-def _grad_backward(ctx, h_gx, h_gb):
-    f, fh, fw, separable, pad = ctx.fir
-    act, alpha, gain, clamp = ctx.act
-    grad, saved = ctx.saved_tensors
-    if h_gx is None and (h_gb is None or not ctx.reduce):
-        return (None,) * 15
-    n, c, in_h, in_w = ctx.shape_in
-    if h_gx is None:
-        h_gx = h_gb.new_zeros((n, c, in_h, in_w))
-    hb = h_gb if ctx.reduce else None
-    # The adjoint of (grad -> gx, gb) applied to (h_gx, h_gb): the forward filter + bias.
-    u, _ = torch.ops.fastgan.fir_bias_act(
-        h_gx, hb, f, fh, fw, separable, pad, "linear", 0.0, 1.0, -1.0
-    )
-    d_grad = d_saved = d_gz = None
-    if ctx.needs_input_grad[0]:
-        if ctx.mode == "none":
-            d_grad = u * gain
-        elif ctx.mode == "mask":
-            d_grad = u * _mask_factor(saved, act, alpha, gain, u.dtype)
-        else:
-            d_grad, _ = torch.ops.fastgan.bias_act_grad(
-                u, saved, None, 1, act, alpha, gain, clamp, False, 1, False
-            )
-    if ctx.mode == "z" and ctx.needs_input_grad[1]:
-        d_saved, _ = torch.ops.fastgan.bias_act_grad(
-            u * grad, saved, None, 1, act, alpha, gain, clamp, False, 2, False
-        )
-    if ctx.has_gz and ctx.needs_input_grad[2]:
-        d_gz = u
-    return (d_grad, d_saved, d_gz) + (None,) * 12
-
-
-def _register() -> None:
-    lib = "fastgan::"
-    torch.library.register_fake(lib + "fir_bias_act")(_fir_bias_act_fake)
-    torch.library.register_fake(lib + "fir_bias_act_grad")(_fir_bias_act_grad_fake)
-    torch.library.register_autograd(
-        lib + "fir_bias_act", _fwd_backward, setup_context=_fwd_setup_context
-    )
-    torch.library.register_autograd(
-        lib + "fir_bias_act_grad", _grad_backward, setup_context=_grad_setup_context
-    )
-
-
-if _backend.extension() is not None and hasattr(torch.ops.fastgan, "fir_bias_act"):
-    _register()
+# Autograd of both ops is in C++ (csrc/autograd/fir_bias_act.cpp): fir_bias_act's backward
+# is fir_bias_act_grad, whose backward is the forward filter + bias (fir_bias_act, linear)
+# followed by dy/dz, so gradients of gradients work.
+_HAS_OP = _backend.op_available("fir_bias_act") and _backend.op_available("fir_bias_act_grad")
+_OP = torch.ops.fastgan.fir_bias_act.default if _HAS_OP else None
+if _HAS_OP:
+    torch.library.register_fake("fastgan::fir_bias_act")(_fir_bias_act_fake)
+    torch.library.register_fake("fastgan::fir_bias_act_grad")(_fir_bias_act_grad_fake)
