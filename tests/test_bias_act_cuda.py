@@ -2,7 +2,8 @@
 CPU op on the same inputs and against a float64 pure-PyTorch reference (autograd for the
 derivatives from x, the documented formulas for the derivatives from y).
 
-Every test is skipped unless a CUDA device is present and fastgan._C has CUDA kernels.
+Skipped unless a CUDA device is present and fastgan._C has CUDA kernels;
+FASTGAN_TEST_CUDA_ON_CPU=1 runs the same tests on the CPU kernels (tests/cuda_device.py).
 """
 
 from __future__ import annotations
@@ -13,27 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.cuda_device import DEVICE, MARKS, cuda_only, side_stream_matches
 
-def _skip_reason() -> str | None:
-    if not torch.cuda.is_available():
-        return "needs a CUDA device (torch.cuda.is_available() is False)"
-    try:
-        import fastgan._C  # noqa: F401  (importing registers torch.ops.fastgan.*)
-    except Exception as exc:  # ImportError, OSError, undefined symbols
-        return f"fastgan._C could not be imported: {type(exc).__name__}: {exc}"
-    try:
-        has_cuda = torch._C._dispatch_has_kernel_for_dispatch_key("fastgan::bias_act", "CUDA")
-    except Exception as exc:
-        return f"cannot query the kernels of fastgan::bias_act: {exc}"
-    if not has_cuda:
-        return "fastgan._C was built without CUDA kernels"
-    return None
+pytestmark = MARKS
 
-
-_SKIP = _skip_reason()
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
-
-DEV = "cuda"
+DEV = DEVICE
 ACTS = ["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish", "gelu"]
 FROM_Y = [a for a in ACTS if a not in ("swish", "gelu")]  # derivative recoverable from y
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -65,6 +50,8 @@ CASES = {
     "odd": ((3, 5, 7, 9), 1, "contiguous"),  # inner 63: matrix reduction, width 315
     "channels_last": ((4, 16, 5, 7), 1, "channels_last"),  # inner 1, 140 rows: 3 chunks
     "channels_last_odd": ((2, 7, 3, 5), 1, "channels_last"),  # width 7: scalar columns
+    "channels_last_c3": ((4, 3, 9, 11), 1, "channels_last"),  # 3 channels: few columns
+    "channels_last_c3_long": ((2, 3, 30, 40), 1, "channels_last"),  # C = 3, 38 row chunks
     "dim2": ((2, 3, 6, 5), 2, "contiguous"),  # inner 5: vectors span channels
     "2d": ((70, 24), 1, "contiguous"),  # (N, C)
     "2d_dim0": ((24, 70), 0, "contiguous"),  # inner 70, not a multiple of the vector
@@ -72,6 +59,8 @@ CASES = {
     "unaligned": ((2, 3, 16, 16), 1, "offset"),  # x = buf[1:].view(...): scalar paths
     "unaligned_channels_last": ((2, 16, 5, 7), 1, "offset_channels_last"),
     "no_bias": ((2, 3, 8, 8), 1, "no_bias"),
+    "strided": ((3, 4, 6, 10), 1, "strided"),  # not dense: copied to a dense layout first
+    "strided_cl": ((3, 4, 6, 10), 1, "strided_channels_last"),
 }
 EMPTY_CASES = {"empty_batch": ((0, 4, 3, 3), 1), "empty_spatial": ((2, 4, 0, 5), 1)}
 
@@ -90,6 +79,13 @@ def _make(shape, layout, dtype, scale=2.0):
     if layout == "offset_channels_last":
         nb, c, h, w = shape
         return buf[1:].view(nb, h, w, c).permute(0, 3, 1, 2)
+    if layout == "strided":  # every other column of a wider tensor
+        nb, c, h, w = shape
+        return (torch.randn(nb, c, h, 2 * w, device=DEV) * scale).to(dtype)[..., ::2]
+    if layout == "strided_channels_last":  # a channel slice of a channels_last tensor
+        nb, c, h, w = shape
+        t = (torch.randn(nb, c + 3, h, w, device=DEV) * scale).to(dtype)
+        return t.contiguous(memory_format=torch.channels_last)[:, 1 : c + 1]
     raise ValueError(layout)
 
 
@@ -300,7 +296,7 @@ def test_grad(act, dtype):
                         assert_sums_close(sums, own, abs_sum, dtype, w + " (vs own out)")
 
 
-@pytest.mark.parametrize("name", ["nchw_long_rows", "channels_last", "odd"])
+@pytest.mark.parametrize("name", ["nchw_long_rows", "channels_last", "odd", "channels_last_c3_long"])
 def test_grad_reduce_is_deterministic(name):
     torch.manual_seed(1)
     x, b, dim = _case(name, torch.float32)
@@ -326,6 +322,52 @@ def test_empty(name, dtype):
     assert out.shape == x.shape and sums.numel() == 0
 
 
+def _away_from_kinks(x, b, dim, act, clamp):
+    """x with the elements whose pre-activation lies within 1e-4 of a kink (z = 0, or
+    |y| = clamp) moved to z = 0.3: there a float32 rounding of z or y flips the
+    derivative, and among millions of elements some always lie that close."""
+    z = _z(x, b, dim)
+    y = (_f(act, z) * GAIN).abs()
+    bad = (z.abs() < 1e-4) | ((y - clamp).abs() < 1e-4)
+    safe = (0.3 - b.double().view(_bshape(x, dim))).expand_as(z)
+    return torch.where(bad, safe, x.double()).to(x.dtype).contiguous(memory_format=torch.channels_last)
+
+
+def test_many_rows_column_reduction():
+    """channels_last with N * H * W = 4.5M rows > 65535 * 64: the column reduction's loop
+    over chunks (gridDim.y is capped at 65535) runs a second round."""
+    torch.manual_seed(7)
+    shape = (2, 3, 1500, 1500)
+    b = torch.randn(3, device=DEV)
+    x = _away_from_kinks(_make(shape, "channels_last", torch.float32), b, 1, "lrelu", CLAMP)
+    g = torch.randn(shape, device=DEV).contiguous(memory_format=torch.channels_last)
+    y = _op_fwd(x, b, 1, "lrelu", CLAMP)
+    assert_close(y, ref_forward(x, b, 1, "lrelu", CLAMP), torch.float32, "forward")
+    del y
+    out, sums = _op_grad(g, x, b, 1, "lrelu", CLAMP, False, 1, True)
+    z = _z(x, b, 1)
+    factor = torch.where(z > 0, 1.0, ALPHA) * GAIN
+    factor = torch.where((F.leaky_relu(z, ALPHA) * GAIN).abs() < CLAMP, factor, 0.0)
+    expected = g.double() * factor
+    del z, factor
+    assert_close(out, expected, torch.float32, "grad")
+    dims = [0, 2, 3]
+    assert_sums_close(sums, expected.sum(dims), expected.abs().sum(dims), torch.float32, "sums")
+
+
+@cuda_only("streams")
+def test_side_stream():
+    torch.manual_seed(8)
+    for name in ("nchw_long_rows", "channels_last", "odd", "channels_last_c3"):
+        x, b, dim = _case(name, torch.float32)
+        g = _same_layout(x, torch.randn(x.shape, device=DEV))
+        side_stream_matches(lambda x, b: _op_fwd(x, b, dim, "gelu", CLAMP), x, b)
+        for order, reduce in ((1, True), (2, True), (1, False)):
+            side_stream_matches(
+                lambda g, x, b: _op_grad(g, x, b, dim, "gelu", CLAMP, False, order, reduce), g, x, b)
+
+
+@cuda_only("a 12 GiB CUDA test")
 def test_int64_indexing_float16():
     """numel > 2^31 (64-bit index path). Mostly zeros with random windows, one of them
     across flat index 2^31, which is also close to a channel boundary."""

@@ -1,6 +1,8 @@
 // Host-side pieces of fastgan::grad_sqnorm shared by the CPU and CUDA kernels: argument
-// checks, the per-sample view of the input, and the fixed chunking that makes the
-// reduction order (and so the result) independent of the thread count and the device.
+// checks, the per-sample view of the input, and the fixed chunking that makes each
+// kernel's reduction order (and so its result) independent of the number of threads.
+// The CPU and CUDA kernels sum inside a chunk in different orders, so their results can
+// differ in the last bits.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -11,7 +13,7 @@
 namespace fastgan {
 
 // Each sample is reduced in chunks of this many elements; partial sums are then added in
-// chunk order. Same constant on CPU and CUDA.
+// chunk order. Same constant on CPU and CUDA (the order inside a chunk differs).
 inline constexpr int64_t kSqnormChunk = 16384;
 
 struct SqnormPlan {

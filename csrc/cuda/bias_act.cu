@@ -45,8 +45,10 @@ struct alignas(sizeof(T) * N) Pack {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-// Reduction tiling. Fixed numbers (not derived from the device) so that the summation
-// order, and so the result, depends on the shape only.
+// Reduction tiling. Fixed numbers (not derived from the device), so that the kernels'
+// partial sums depend on the shape only. The at::sum that finishes them chooses its own
+// split, which can depend on the GPU (its number of SMs): results are bitwise
+// reproducible from run to run on one GPU model, not promised equal across models.
 constexpr int64_t kMinRowLen = 64;  // inner >= this: one partial per row segment
 constexpr int kSegLen = 2048;       // row segment per warp; a multiple of 32 * kVec
 constexpr int kRowThreads = kThreads / 32;  // matrix mode: block is 32 columns x 8 rows

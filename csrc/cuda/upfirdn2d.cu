@@ -7,7 +7,8 @@
 // read their x and y taps (fw + fh values), 2-D filters fh * fw; taps are tiny and stay in
 // the read-only cache. Consecutive threads take consecutive elements of the output's
 // memory order (w for NCHW, channels for channels_last), so loads and stores coalesce.
-// Accumulation is in float (double for float64).
+// Accumulation and taps are in float (double for float64: the taps are built in double
+// from the float32 filter, as the CPU kernel does).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -40,11 +41,11 @@ __device__ __forceinline__ int floor_mod(int a, int b) {
   return r < 0 ? r + b : r;
 }
 
-// taps: separable: [fw] x taps (gain folded in) then [fh] y taps; 2-D: [fh, fw].
+// taps (acc_t): separable: [fw] x taps (gain folded in) then [fh] y taps; 2-D: [fh, fw].
 template <typename scalar_t, typename acc_t, bool SEPARABLE, bool CHANNELS_LAST>
 __global__ void __launch_bounds__(256) upfirdn2d_kernel(const scalar_t* __restrict__ x,
                                                          scalar_t* __restrict__ y,
-                                                         const float* __restrict__ taps,
+                                                         const acc_t* __restrict__ taps,
                                                          Params p) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < p.total;
@@ -78,13 +79,13 @@ __global__ void __launch_bounds__(256) upfirdn2d_kernel(const scalar_t* __restri
       if (iy < 0 || iy >= p.in_h) continue;
       const scalar_t* row = x + base + iy * sy;
       acc_t rs = 0;
-      const float* tx = SEPARABLE ? taps : taps + ky * p.fw;
+      const acc_t* tx = SEPARABLE ? taps : taps + ky * p.fw;
       for (int kx = kx_first; kx < p.fw; kx += p.upx) {
         const int ix = (jx0 + kx) / p.upx;
         if (ix < 0 || ix >= p.in_w) continue;
-        rs += static_cast<acc_t>(__ldg(tx + kx)) * static_cast<acc_t>(row[ix * sx]);
+        rs += __ldg(tx + kx) * static_cast<acc_t>(row[ix * sx]);
       }
-      sum += SEPARABLE ? static_cast<acc_t>(__ldg(taps + p.fw + ky)) * rs : rs;
+      sum += SEPARABLE ? __ldg(taps + p.fw + ky) * rs : rs;
     }
     y[e] = static_cast<scalar_t>(sum);
   }
@@ -95,19 +96,35 @@ at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& f, int64_t upx,
                           int64_t pady0, int64_t pady1, bool flip, double gain) {
   const auto plan =
       fastgan::upfirdn2d_plan(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1);
+  // The kernel's index arithmetic is 32-bit: every factor and the leading pads must stay
+  // below 2^30. Checked directly (not only through products with the image size), since
+  // an empty input can still have a non-empty padded output.
+  constexpr int64_t kLimit = int64_t{1} << 30;
+  TORCH_CHECK(upx >= 1 && upx < kLimit, "upfirdn2d: upx must be in [1, 2^30) on CUDA, got ", upx);
+  TORCH_CHECK(upy >= 1 && upy < kLimit, "upfirdn2d: upy must be in [1, 2^30) on CUDA, got ", upy);
+  TORCH_CHECK(downx >= 1 && downx < kLimit, "upfirdn2d: downx must be in [1, 2^30) on CUDA, got ",
+              downx);
+  TORCH_CHECK(downy >= 1 && downy < kLimit, "upfirdn2d: downy must be in [1, 2^30) on CUDA, got ",
+              downy);
+  TORCH_CHECK(padx0 > -kLimit && padx0 < kLimit,
+              "upfirdn2d: padx0 must be in (-2^30, 2^30) on CUDA, got ", padx0);
+  TORCH_CHECK(pady0 > -kLimit && pady0 < kLimit,
+              "upfirdn2d: pady0 must be in (-2^30, 2^30) on CUDA, got ", pady0);
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   const auto fmt = plan.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor y = at::empty({x.size(0), x.size(1), plan.out_h, plan.out_w}, x.options().memory_format(fmt));
   if (y.numel() == 0) return y;
-  TORCH_CHECK(x.size(2) * upy < (int64_t{1} << 30) && x.size(3) * upx < (int64_t{1} << 30) &&
-                  std::abs(padx0) < (int64_t{1} << 30) && std::abs(pady0) < (int64_t{1} << 30) &&
-                  plan.out_h * downy < (int64_t{1} << 30) && plan.out_w * downx < (int64_t{1} << 30),
+  TORCH_CHECK(x.size(2) * upy < kLimit && x.size(3) * upx < kLimit &&
+                  plan.out_h * downy < kLimit && plan.out_w * downx < kLimit,
               "upfirdn2d: image size times up/down factors exceeds 2^30");
   const at::Tensor xc = x.contiguous(fmt);
   // Correlation taps on the device (no host sync): the contract's flip_filter=False is a
-  // true convolution, so the filter is reversed along every axis unless flip.
-  const at::Tensor fc = flip ? f : (f.dim() == 1 ? f.flip({0}) : f.flip({0, 1}));
-  const at::Tensor taps = (f.dim() == 1 ? at::cat({at::mul(fc, gain), fc}) : at::mul(fc, gain).reshape({-1}))
+  // true convolution, so the filter is reversed along every axis unless flip. float64
+  // inputs get float64 taps (the float32 filter widened, then scaled by gain in double).
+  const bool dbl = x.scalar_type() == at::kDouble;
+  const at::Tensor fa = dbl ? f.to(at::kDouble) : f;
+  const at::Tensor fc = flip ? fa : (fa.dim() == 1 ? fa.flip({0}) : fa.flip({0, 1}));
+  const at::Tensor taps = (fa.dim() == 1 ? at::cat({at::mul(fc, gain), fc}) : at::mul(fc, gain).reshape({-1}))
                               .contiguous();
 
   Params p;
@@ -134,7 +151,7 @@ at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& f, int64_t upx,
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const float* tp = taps.const_data_ptr<float>();
+    const acc_t* tp = taps.const_data_ptr<acc_t>();
     if (sep && plan.channels_last) {
       upfirdn2d_kernel<scalar_t, acc_t, true, true><<<blocks, threads, 0, stream>>>(xp, yp, tp, p);
     } else if (sep) {
