@@ -99,6 +99,23 @@ def test_generator_metrics_provenance_and_reference_cache():
         compute_metrics(["fidd"], src, real, classifier=clf)
 
 
+def test_damaged_reference_cache_is_recomputed(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    real = TensorSource(torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=g), name="rand-64")
+    fake = TensorSource(torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8, generator=g), name="rand-32")
+    clf = random_classifier()
+    r1 = compute_metrics(["fid_classifier"], fake, real, num_gen=32, classifier=clf)
+    (cached,) = (tmp_path / "cache" / "fastgan" / "refstats").glob("*.pt")
+    cached.write_bytes(cached.read_bytes()[:100])
+    logged = []
+    r2 = compute_metrics(["fid_classifier"], fake, real, num_gen=32, classifier=clf, log=logged.append)
+    assert r2["fid_classifier"]["provenance"]["reference_stats_cached"] is False
+    assert r2["fid_classifier"]["value"] == pytest.approx(r1["fid_classifier"]["value"], rel=1e-9)
+    assert any("corrupt reference statistics cache" in m and "recomputing" in m for m in logged), logged
+    r3 = compute_metrics(["fid_classifier"], fake, real, num_gen=32, classifier=clf)  # rewritten
+    assert r3["fid_classifier"]["provenance"]["reference_stats_cached"] is True
+
+
 def test_inception_metric_without_weights_stops_with_instructions():
     src = GeneratorSource(lambda z: torch.tanh(z.view(-1, 1, 4, 4)), latent_dim=16)
     real = TensorSource(torch.zeros(4, 1, 4, 4, dtype=torch.uint8))

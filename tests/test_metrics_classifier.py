@@ -30,6 +30,16 @@ def test_cache_dir_and_missing_classifier(tmp_path, monkeypatch):
     assert cache_dir() == tmp_path / "fastgan"
     with pytest.raises(ClassifierNotTrainedError, match="--train-classifier"):
         load_cached_classifier("ab" * 32)
+    # a damaged or foreign cache file: retrain (load_or_train_classifier(train_if_missing=True) does)
+    path = classifier_cache_path("ab" * 32)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ClassifierNotTrainedError, match="corrupt cached classifier .*retrain with --train-classifier"):
+        load_cached_classifier("ab" * 32)
+    torch.save({"meta": object()}, path)
+    with pytest.raises(ClassifierNotTrainedError, match="not a cached classifier") as e:
+        load_cached_classifier("ab" * 32)
+    assert "weights_only" not in str(e.value)
 
 
 def test_small_cnn_shapes_and_inputs():
