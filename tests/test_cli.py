@@ -352,6 +352,33 @@ def test_python_dash_m_and_console_script_entry():
     r = subprocess.run([sys.executable, "-m", "fastgan", "train", "--steps", "-3"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "steps: must be >= 1" in r.stderr and "Traceback" not in r.stderr
-    import tomllib
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["fastgan"] == "fastgan.cli:main"
+    assert _project_metadata().entry_points["console_scripts"] == ["fastgan = fastgan.cli:main"]
+
+
+def _project_metadata():
+    """pyproject.toml as setuptools applies it (tomllib is Python 3.11+; we support 3.10)."""
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    return apply_configuration(Distribution(), REPO / "pyproject.toml")
+
+
+def test_package_metadata_without_deprecation_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. setuptools' warning on a TOML-table license
+        dist = _project_metadata()
+    assert dist.metadata.license_expression == "MIT"
+    assert dist.metadata.python_requires == ">=3.10"
+    # the supported torch range (2.11 through 2.14.1), the same for the build and at run time
+    from setuptools.config.pyprojecttoml import load_file
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    def torch_range(reqs):
+        return next(Requirement(r).specifier for r in reqs if Requirement(r).name == "torch")
+
+    build_requires = load_file(REPO / "pyproject.toml")["build-system"]["requires"]
+    assert torch_range(dist.install_requires) == torch_range(build_requires) == SpecifierSet(">=2.11,<2.15")
