@@ -65,11 +65,13 @@ def load_weights_only(path: Union[str, os.PathLike], what: str, map_location: An
         if head.startswith(_PICKLE_PROTO):
             raise UnloadableFileError(f"{path}: not a {what} (a pickle of Python objects that fastgan does not "
                                       f"unpickle{_refused_global(e)})") from None
-        raise UnloadableFileError(f"{path}: not a {what} (not a PyTorch file)") from None
+        raise UnloadableFileError(f"{path}: not a {what} (neither a PyTorch zip archive nor a pickle)") from None
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
         if head == _ZIP_MAGIC:
             raise UnloadableFileError(f"{path}: corrupt {what} (damaged or truncated archive"
                                       f"{_first_sentence(e)})") from None
-        if head.startswith(_PICKLE_PROTO) and isinstance(e, EOFError):
-            raise UnloadableFileError(f"{path}: corrupt {what} (truncated)") from None
-        raise UnloadableFileError(f"{path}: not a {what} (not a PyTorch file)") from None
+        if head.startswith(_PICKLE_PROTO):
+            if isinstance(e, EOFError):
+                raise UnloadableFileError(f"{path}: corrupt {what} (truncated)") from None
+            raise UnloadableFileError(f"{path}: not a {what} (a pickle, not a PyTorch file)") from None
+        raise UnloadableFileError(f"{path}: not a {what} (neither a PyTorch zip archive nor a pickle)") from None

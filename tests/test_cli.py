@@ -196,13 +196,14 @@ def test_train_resume_unloadable_checkpoint(bad, name, data, tmp_path, capsys):
     assert_user_error(*run_cli(args, capsys), "train", str(path), what)
 
 
-def test_unloadable_checkpoint_messages_say_what_is_wrong(bad, capsys):
+def test_unloadable_checkpoint_messages_say_what_is_wrong(bad, tmp_path, capsys):
     err = {}
     for name in ("text", "truncated", "malicious"):
-        rc, err[name] = run_cli(["sample", str(bad[name][0]), "--out", "x.png"], capsys)
+        rc, err[name] = run_cli(["sample", str(bad[name][0]), "--out", str(tmp_path / "g.png")], capsys)
     assert "corrupt" not in err["text"] and "corrupt" not in err["malicious"]
     assert "not a fastgan checkpoint" not in err["truncated"]
     assert "refused: posix.system" in err["malicious"]
+    assert "neither a PyTorch zip archive nor a pickle" in err["text"]
 
 
 @pytest.mark.parametrize("args,needle", [
