@@ -1,4 +1,8 @@
-"""The ``fastgan`` command: train, sample, prepare, info, eval, bench."""
+"""The ``fastgan`` command: train, sample, prepare, info, eval, bench.
+
+A user error (a bad flag value, a missing or corrupt file, a missing dataset) is one line on
+stderr, ``fastgan <cmd>: error: ...``, and exit status 2 (see fastgan._cli_common).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+from ._cli_common import ArgumentParser, check_device, user_error
 
 
 def _bool(s: str) -> bool:
@@ -67,7 +73,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .train.config import DEFAULT_PRESET, PRESETS
 
-    parser = argparse.ArgumentParser(prog="fastgan", description="fastgan: fused GAN kernels, models and training")
+    parser = ArgumentParser(prog="fastgan", description="fastgan: fused GAN kernels, models and training")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -77,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="PATH|auto", help="checkpoint file or folder, or 'auto' (newest in the run folder)")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     _add_train_flags(t)
-    t.set_defaults(_parser=t)
 
     s = sub.add_parser("sample", help="generate images from a checkpoint")
     s.add_argument("checkpoint", help="checkpoint file (ckpt-*.pt) or run folder")
@@ -97,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
 
     sub.add_parser("info", help="backend (compiled kernels) and device information")
+    for name, p in sub.choices.items():
+        p.set_defaults(_parser=p)  # errors found after parsing name the subcommand
 
     for name, mod in (("eval", "metrics"), ("bench", "benchmark")):
         e = sub.add_parser(name, help=f"see `fastgan {name} --help` (fastgan.{mod})", add_help=False)
@@ -105,7 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args, parser) -> int:
-    from .train.checkpoint import CheckpointError
     from .train.config import config_fields, load_config_file, make_config
 
     overrides = {k: getattr(args, k) for k in config_fields() if getattr(args, k, None) is not None}
@@ -117,29 +123,29 @@ def _cmd_train(args, parser) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    from .data.idx import IDXError
     from .train.loop import NonFiniteLossError, train
 
     try:
         result = train(cfg, resume=args.resume)
-    except (CheckpointError, NonFiniteLossError, IDXError, ValueError, FileNotFoundError) as e:
-        print(f"fastgan train: error: {e}", file=sys.stderr)
+    except NonFiniteLossError as e:  # the run failed, not its input: exit status 1
+        user_error("fastgan train", e)
         return 1
+    except (ValueError, OSError) as e:  # CheckpointError and IDXError are ValueErrors
+        return user_error("fastgan train", e)
     if result.status == "interrupted":
         return 128 + int(result.signal) if result.signal else 1
     return 0
 
 
 def _cmd_sample(args, parser) -> int:
-    from .train.checkpoint import CheckpointError
     from .train.sample import sample_command
 
     try:
+        check_device(args.device)
         for line in sample_command(args):
             print(line)
-    except (CheckpointError, ValueError) as e:
-        print(f"fastgan sample: error: {e}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        return user_error("fastgan sample", e)
     return 0
 
 
@@ -149,8 +155,7 @@ def _cmd_prepare(args, parser) -> int:
     try:
         print(prepare(args.source, args.dest, args.resolution, strict=args.strict))
     except (ValueError, OSError) as e:
-        print(f"fastgan prepare: error: {e}", file=sys.stderr)
-        return 1
+        return user_error("fastgan prepare", e)
     return 0
 
 
@@ -176,8 +181,7 @@ def _delegate(name: str, module: str, argv: list) -> int:
         mod = importlib.import_module(f"fastgan.{module}.cli")
         entry = getattr(mod, "main")
     except (ImportError, AttributeError) as e:
-        print(f"fastgan {name}: not available in this build: {e}", file=sys.stderr)
-        return 2
+        return user_error(f"fastgan {name}", f"not available in this build: {e}")
     rc = entry(argv)
     return int(rc or 0)
 
@@ -188,7 +192,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] in ("eval", "bench"):
         return _delegate(argv[0], "metrics" if argv[0] == "eval" else "benchmark", argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser: "fastgan info: error: unrecognized arguments: ..."
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler = {"train": _cmd_train, "sample": _cmd_sample, "prepare": _cmd_prepare, "info": _cmd_info}[args.command]
     return handler(args, getattr(args, "_parser", parser))
 

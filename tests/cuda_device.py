@@ -22,16 +22,16 @@ DEVICE = "cpu" if ON_CPU else "cuda"
 
 
 def _skip_reason() -> str | None:
-    info = backend.backend_info()
-    if not info["extension_loaded"]:
-        return f"fastgan._C could not be imported: {info['extension_error']}"
+    """The two documented reasons to skip: no GPU, or FASTGAN_BACKEND=ref. A missing
+    extension, or one without CUDA kernels on a GPU machine, fails (conftest, and
+    test_cuda_kernels_are_built in tests/test_bias_act_cuda.py)."""
+    if os.environ.get("FASTGAN_BACKEND", "").strip().lower() == "ref":
+        return "FASTGAN_BACKEND=ref: the compiled kernels are not tested"
     if ON_CPU:
         return None
     if not torch.cuda.is_available():
         return ("needs a CUDA device (torch.cuda.is_available() is False); "
                 "FASTGAN_TEST_CUDA_ON_CPU=1 runs these tests on the CPU kernels")
-    if not info["cuda_kernels"]:
-        return "fastgan._C was built without CUDA kernels"
     return None
 
 

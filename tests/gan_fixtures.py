@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastgan.data import DEFAULT_FASHION_MNIST
 from fastgan.train.config import make_config
 from tests.test_data_idx import write_idx
+
+
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                       "t10k-labels-idx1-ubyte")
+
+
+def fashion_mnist_installed() -> bool:
+    """Debian's dataset-fashion-mnist: its four IDX files (raw or gzipped) where fastgan.data
+    looks. Their absence is the one reason a Fashion-MNIST test may skip; files that are there
+    but do not parse fail the test."""
+    return all((DEFAULT_FASHION_MNIST / s).is_file() or (DEFAULT_FASHION_MNIST / f"{s}.gz").is_file()
+               for s in FASHION_MNIST_FILES)
 
 
 def write_fmnist_like(root, n=48, size=28, classes=4, seed=0):

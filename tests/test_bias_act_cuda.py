@@ -9,6 +9,7 @@ FASTGAN_TEST_CUDA_ON_CPU=1 runs the same tests on the CPU kernels (tests/cuda_de
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -27,8 +28,26 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfl
 # the kernels' float parameters equal the reference's doubles.
 ALPHA, GAIN, CLAMP = 0.25, 1.25, 0.875
 
+
+
+@cuda_only("the build's CUDA kernels")
+def test_cuda_kernels_are_built():
+    """On a GPU machine the CUDA kernels must be there: a build without them fails here
+    instead of skipping the file (or, where the ops fall back, comparing the reference
+    with itself)."""
+    import fastgan._backend as backend
+
+    info = backend.backend_info()
+    assert info["extension_loaded"], info["extension_error"]
+    assert info["cuda_kernels"], f"fastgan._C was built without CUDA kernels ({info['cuda_reason']})"
+
+
 SELU_SCALE = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
+
+
+def test_bias_act_has_a_cuda_kernel():
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("fastgan::bias_act", "CUDA")
 
 
 def _op_fwd(x, b, dim, act, clamp):

@@ -1,6 +1,8 @@
 """CUDA kernel of fastgan::grad_sqnorm and the CUDA penalty path. Skipped without a GPU;
 FASTGAN_TEST_CUDA_ON_CPU=1 runs the same tests on the CPU kernels (tests/cuda_device.py)."""
 
+import os
+
 import pytest
 import torch
 

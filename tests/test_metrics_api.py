@@ -2,25 +2,26 @@
 
 import json
 import os
+import sys
 
 import pytest
 import torch
 
+from fastgan.data import load_idx_dataset
 from fastgan.metrics import GeneratorSource, TensorSource, compute_metrics, register_checkpoint_loader
 from fastgan.metrics import cli
 from fastgan.metrics.classifier import ARCH, SmallCNN, classifier_cache_path, dataset_fingerprint
 from fastgan.metrics.features import Backbone, extract
 from fastgan.metrics.sources import CheckpointLoaderUnavailable, generator_from_checkpoint
+from tests.gan_fixtures import fashion_mnist_installed
 
-pytest.importorskip("fastgan.data")
-from fastgan.data import load_idx_dataset  # noqa: E402
+needs_data = pytest.mark.skipif(not fashion_mnist_installed(),
+                                reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
-try:
-    TEST = load_idx_dataset(split="test")
-except Exception as e:  # pragma: no cover - dataset not installed
-    TEST = None
-    REASON = str(e)
-needs_data = pytest.mark.skipif(TEST is None, reason="Fashion-MNIST not installed")
+
+@pytest.fixture(scope="module")
+def fmnist_test():
+    return load_idx_dataset(split="test")
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +54,10 @@ class TinyGenerator(torch.nn.Module):
 
 
 @needs_data
-def test_identical_zero_and_monotone_in_noise():
-    real = TensorSource(TEST.images[:800], TEST.labels[:800], name="fm-test-800")
+def test_identical_zero_and_monotone_in_noise(fmnist_test):
+    real = TensorSource(fmnist_test.images[:800], fmnist_test.labels[:800], name="fm-test-800")
     clf = random_classifier()
-    base = TEST.images[:800].float() / 127.5 - 1
+    base = fmnist_test.images[:800].float() / 127.5 - 1
     noise = torch.randn(base.shape, generator=torch.Generator().manual_seed(1))
     fids, precs = [], []
     for sigma in (0.0, 0.1, 0.3, 0.6):
@@ -70,18 +71,18 @@ def test_identical_zero_and_monotone_in_noise():
 
 
 @needs_data
-def test_generator_metrics_provenance_and_reference_cache():
+def test_generator_metrics_provenance_and_reference_cache(fmnist_test):
     torch.manual_seed(0)
     g = TinyGenerator().eval()
     src = GeneratorSource(g, latent_dim=16, num_classes=10, seed=3, name="tiny")
-    real = TensorSource(TEST.images[:600], TEST.labels[:600], name="fm-test-600")
+    real = TensorSource(fmnist_test.images[:600], fmnist_test.labels[:600], name="fm-test-600")
     clf = random_classifier()
     names = ["fid_classifier", "kid_classifier", "recall_classifier", "classifier_accuracy"]
     r1 = compute_metrics(names, src, real, num_gen=300, batch_size=64, classifier=clf, kid_subsets=5, kid_subset_size=100)
     assert list(r1) == names
     pv = r1["fid_classifier"]["provenance"]
     assert pv["n_generated"] == 300 and pv["n_real"] == 600
-    assert pv["reference"]["fingerprint"] == dataset_fingerprint(TEST.images[:600], TEST.labels[:600])
+    assert pv["reference"]["fingerprint"] == dataset_fingerprint(fmnist_test.images[:600], fmnist_test.labels[:600])
     assert pv["backbone"].startswith(ARCH) and pv["weights_sha256"] == "0" * 64
     assert pv["resize"] and pv["fastgan_version"] and pv["reference_stats_cached"] is False
     assert r1["fid_classifier"]["value"] > 0 and "std" in r1["kid_classifier"]
@@ -97,6 +98,23 @@ def test_generator_metrics_provenance_and_reference_cache():
         compute_metrics(["classifier_accuracy"], GeneratorSource(g, latent_dim=16), real, num_gen=10, classifier=clf)
     with pytest.raises(ValueError, match="unknown"):
         compute_metrics(["fidd"], src, real, classifier=clf)
+
+
+def test_damaged_reference_cache_is_recomputed(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    real = TensorSource(torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=g), name="rand-64")
+    fake = TensorSource(torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8, generator=g), name="rand-32")
+    clf = random_classifier()
+    r1 = compute_metrics(["fid_classifier"], fake, real, num_gen=32, classifier=clf)
+    (cached,) = (tmp_path / "cache" / "fastgan" / "refstats").glob("*.pt")
+    cached.write_bytes(cached.read_bytes()[:100])
+    logged = []
+    r2 = compute_metrics(["fid_classifier"], fake, real, num_gen=32, classifier=clf, log=logged.append)
+    assert r2["fid_classifier"]["provenance"]["reference_stats_cached"] is False
+    assert r2["fid_classifier"]["value"] == pytest.approx(r1["fid_classifier"]["value"], rel=1e-9)
+    assert any("corrupt reference statistics cache" in m and "recomputing" in m for m in logged), logged
+    r3 = compute_metrics(["fid_classifier"], fake, real, num_gen=32, classifier=clf)  # rewritten
+    assert r3["fid_classifier"]["provenance"]["reference_stats_cached"] is True
 
 
 def test_inception_metric_without_weights_stops_with_instructions():
@@ -126,7 +144,7 @@ def test_generator_source_deterministic_and_validated():
         list(GeneratorSource(lambda z: z, latent_dim=3).batches(2, 2))
 
 
-def test_checkpoint_hook(tmp_path):
+def test_checkpoint_hook(tmp_path, monkeypatch):
     ckpt = tmp_path / "run"
     ckpt.mkdir()
     with pytest.raises(FileNotFoundError):
@@ -142,12 +160,8 @@ def test_checkpoint_hook(tmp_path):
     src, info = generator_from_checkpoint(ckpt)
     assert seen["path"] == ckpt and src.conditional and info["dataset"] == "/some/root"
     register_checkpoint_loader(None)
-    try:
-        import fastgan.train  # noqa: F401
-        has_train = hasattr(fastgan.train, "load_generator_for_eval")
-    except ImportError:
-        has_train = False
-    if not has_train:
+    with monkeypatch.context() as m:  # a build without fastgan.train
+        m.setitem(sys.modules, "fastgan.train", None)
         with pytest.raises(CheckpointLoaderUnavailable, match="load_generator_for_eval"):
             generator_from_checkpoint(ckpt)
 

@@ -14,15 +14,17 @@ from fastgan.metrics.classifier import (
     load_or_train_classifier,
     to_unit_range,
 )
+from tests.gan_fixtures import fashion_mnist_installed
 
 
 def _data():
     from fastgan.data import load_idx_dataset
 
-    try:
-        return load_idx_dataset(split="train"), load_idx_dataset(split="test")
-    except Exception as e:
-        pytest.skip(f"Fashion-MNIST not installed: {e}")
+    return load_idx_dataset(split="train"), load_idx_dataset(split="test")
+
+
+needs_data = pytest.mark.skipif(not fashion_mnist_installed(),
+                                reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
 
 def test_cache_dir_and_missing_classifier(tmp_path, monkeypatch):
@@ -30,6 +32,16 @@ def test_cache_dir_and_missing_classifier(tmp_path, monkeypatch):
     assert cache_dir() == tmp_path / "fastgan"
     with pytest.raises(ClassifierNotTrainedError, match="--train-classifier"):
         load_cached_classifier("ab" * 32)
+    # a damaged or foreign cache file: retrain (load_or_train_classifier(train_if_missing=True) does)
+    path = classifier_cache_path("ab" * 32)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ClassifierNotTrainedError, match="corrupt cached classifier .*retrain with --train-classifier"):
+        load_cached_classifier("ab" * 32)
+    torch.save({"meta": object()}, path)
+    with pytest.raises(ClassifierNotTrainedError, match="not a cached classifier") as e:
+        load_cached_classifier("ab" * 32)
+    assert "weights_only" not in str(e.value)
 
 
 def test_small_cnn_shapes_and_inputs():
@@ -56,6 +68,7 @@ def real_image_generator(images, labels):
     return gen
 
 
+@needs_data
 @pytest.mark.slow
 def test_classifier_reaches_90_percent_and_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -152,10 +152,12 @@ def test_wrong_file_clear_error(tmp_path):
     assert "fc.weight: file (1000, 2048), expected (1008, 2048)" in msg
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(InceptionWeightsError, match="not a loadable"):
+    with pytest.raises(InceptionWeightsError, match="not a PyTorch weights file"):
         load_fid_inception(junk)
-    # A pickle with arbitrary objects is refused (weights_only).
+    # A pickle with arbitrary objects is refused (weights_only), without torch's advice to
+    # retry with weights_only=False.
     evil = tmp_path / "evil.pth"
     torch.save({"x": object()}, evil)
-    with pytest.raises(InceptionWeightsError, match="not a loadable"):
+    with pytest.raises(InceptionWeightsError, match="not a PyTorch weights file") as e:
         load_fid_inception(evil)
+    assert "weights_only" not in str(e.value)

@@ -5,14 +5,13 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg as scipy_linalg  # a test dependency (make setup installs it): missing is a failure
 import torch
 
 from fastgan.metrics.frechet import FeatureStats, frechet_distance, sqrtm_psd
 from fastgan.metrics.inception_score import inception_score
 from fastgan.metrics.kid import kernel_inception_distance, polynomial_mmd2_unbiased
 from fastgan.metrics.precision_recall import knn_radii, precision_recall
-
-scipy_linalg = pytest.importorskip("scipy.linalg")
 
 
 def scipy_fid(mu1, c1, mu2, c2):

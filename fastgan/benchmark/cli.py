@@ -3,6 +3,9 @@
     fastgan bench [--ops bias_act,...] [--device cpu|cuda] [--quick] [--out DIR]
     fastgan bench --compare OLD.json NEW.json
     fastgan bench --list
+
+A user error (a bad flag value, an unreadable --compare file, an unwritable --out) is one line on
+stderr, ``fastgan bench: error: ...``, and exit status 2; a case that fails its check exits 1.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import List, Optional
 
 import torch
 
+from .._cli_common import ArgumentParser, user_error
+
 
 def build_parser(prog: str = "fastgan bench") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", help="comma-separated case names (default: all; see --list)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--quick", action="store_true", help="small sizes and 5 rounds: a smoke run")
@@ -84,8 +89,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     if settings.rounds < 3:
         parser.error("--rounds: at least 3")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads: at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # before the run, not after it
+        return user_error("fastgan bench", f"--out {out}: {e.strerror or e}")
 
     try:
         from tqdm import tqdm
@@ -102,13 +114,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     command = "fastgan bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     doc = report.to_json(results, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}, command.strip())
-    out = Path(args.out)
     stem = f"bench-{args.device}{'-quick' if args.quick else ''}"
-    report.write_json(doc, out / f"{stem}.json")
-    (out / f"{stem}.md").write_text(f"`{doc['command']}` on {doc['machine']['processor']}"
-                                    f" ({doc['machine']['cpu_count']} cores{', ' + doc['machine']['gpu'] if doc['machine']['gpu'] else ''}),"
-                                    f" torch {doc['machine']['torch']}\n\n" + report.markdown_table(results) + "\n")
-    png = report.bar_chart(results, out / f"{stem}.png")
+    try:
+        report.write_json(doc, out / f"{stem}.json")
+        (out / f"{stem}.md").write_text(f"`{doc['command']}` on {doc['machine']['processor']}"
+                                        f" ({doc['machine']['cpu_count']} cores{', ' + doc['machine']['gpu'] if doc['machine']['gpu'] else ''}),"
+                                        f" torch {doc['machine']['torch']}\n\n" + report.markdown_table(results) + "\n")
+        png = report.bar_chart(results, out / f"{stem}.png")
+    except OSError as e:
+        return user_error("fastgan bench", f"--out {out}: {e}")
     print(report.text_table(results))
     print(f"\nwrote {out / (stem + '.json')}, {out / (stem + '.md')}" + (f", {png}" if png else ""))
     failed = [r for r in results if r.status != "ok"]

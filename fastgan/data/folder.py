@@ -62,6 +62,8 @@ class ImageFolderDataset(Dataset):
         self.root, self.resolution, self.strict = Path(root), int(resolution), strict
         if resolution < 1:
             raise ValueError(f"resolution: must be >= 1, got {resolution}")
+        if not self.root.exists():
+            raise ValueError(f"{self.root}: no such image folder or zip archive")
         self.is_zip = self.root.is_file() and zipfile.is_zipfile(self.root)
         if not self.is_zip and not self.root.is_dir():
             raise ValueError(f"{self.root}: neither an image folder nor a zip archive")

@@ -58,6 +58,8 @@ def open_source(data: Optional[str], data_format: str = "auto", resolution: Opti
         d = load_idx_dataset()
         return in_memory_source(d.images, d.labels, d.num_classes, f"Fashion-MNIST ({d.images_path.parent})")
     path = Path(data)
+    if not path.exists():
+        raise ValueError(f"{path}: no such dataset (file or folder)")
     fmt = data_format
     if fmt == "auto":
         if path.suffix.lower() == ".zip":

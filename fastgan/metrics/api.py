@@ -24,6 +24,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 
+from .._safe_load import UnloadableFileError, load_weights_only
 from .classifier import (
     ARCH as CLASSIFIER_ARCH,
     SmallCNN,
@@ -82,8 +83,13 @@ def reference_features(backbone: Backbone, real: TensorSource, n_real: int, batc
     """(FeatureStats-like (mu, cov, n), features or None) for the real side, cached."""
     path = _ref_cache_path(backbone, real, n_real)
     if use_cache and path.is_file():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not need_features or blob.get("features") is not None:
+        try:
+            blob = load_weights_only(path, "reference statistics cache")
+        except UnloadableFileError as e:  # a damaged cache file: recompute and overwrite it
+            blob = {}
+            if log:
+                log(f"{e}: recomputing")
+        if blob and (not need_features or blob.get("features") is not None):
             return blob, blob.get("features"), True
     t0 = time.time()
     res = extract(backbone, real, n_real, batch_size, device, keep_features=need_features)

@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._safe_load import UnloadableFileError, load_weights_only
+
 __all__ = [
     "SmallCNN",
     "cache_dir",
@@ -170,7 +172,10 @@ def load_cached_classifier(fingerprint: str, device="cpu") -> Tuple[SmallCNN, Di
             f"no trained classifier for this dataset in {path.parent} (fingerprint {fingerprint[:16]}); "
             "train it once with `fastgan eval --train-classifier` (about a minute on a CPU)"
         )
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = load_weights_only(path, "cached classifier")
+    except UnloadableFileError as e:
+        raise ClassifierNotTrainedError(f"{e}; retrain with --train-classifier") from None
     meta = blob.get("meta", {}) if isinstance(blob, dict) else {}
     if meta.get("arch") != ARCH or meta.get("train_fingerprint") != fingerprint:
         raise ClassifierNotTrainedError(f"{path}: cached classifier does not match this dataset/architecture; retrain with --train-classifier")

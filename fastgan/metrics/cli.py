@@ -4,7 +4,9 @@
     fastgan eval --train-classifier [--data ROOT]        # once per dataset, cached
     fastgan eval RUN --metrics fid,kid,is --inception-weights pt_inception-2015-12-05-6726825d.pth
 
-``main(argv) -> int`` is what the ``fastgan`` command dispatches ``eval`` to.
+``main(argv) -> int`` is what the ``fastgan`` command dispatches ``eval`` to. A user error (a
+bad flag value, a missing or corrupt checkpoint, a missing dataset or weights file) is one line
+on stderr, ``fastgan eval: error: ...``, and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from .._cli_common import ArgumentParser, check_device, user_error
+
 __all__ = ["main", "build_parser", "format_table"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .api import METRICS
 
-    p = argparse.ArgumentParser(prog="fastgan eval", description="Evaluate a generator: FID, KID, IS, precision/recall, "
+    p = ArgumentParser(prog="fastgan eval", description="Evaluate a generator: FID, KID, IS, precision/recall, "
                                 "and offline classifier metrics (fid_classifier, classifier_accuracy, cas).")
     p.add_argument("checkpoint", nargs="?", help="checkpoint file or run directory")
     p.add_argument("--metrics", default="fid_classifier", help=f"comma-separated, from: {', '.join(METRICS)}")
@@ -68,6 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     try:
+        check_device(device)
         source, info = (None, {})
         if args.checkpoint:
             source, info = generator_from_checkpoint(args.checkpoint, device)
@@ -81,24 +86,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         if source is None:
             if args.train_classifier:
                 return 0
-            print("fastgan eval: give a checkpoint or run directory (or --train-classifier)", file=sys.stderr)
-            return 2
+            return user_error("fastgan eval", "give a checkpoint or run directory (or --train-classifier)")
         results = compute_metrics(args.metrics, source, device=device, num_gen=args.num_gen, num_real=args.num_real,
                                   batch_size=args.batch_size, data_root=data_root,
                                   reference_split=args.reference_split, inception_weights=args.inception_weights,
                                   classifier=classifier, use_cache=not args.no_cache, log=log)
-    except InceptionWeightsError as e:
-        print(f"fastgan eval: {e}", file=sys.stderr)
-        return 2
-    except (CheckpointLoaderUnavailable, FileNotFoundError, ValueError) as e:
-        print(f"fastgan eval: {e}", file=sys.stderr)
-        return 2
-    print(format_table(results))
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"wrote {out}")
+        print(format_table(results))
+        if args.json:
+            out = Path(args.json)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+            print(f"wrote {out}")
+    # checkpoint loaders raise ValueError for a bad file (fastgan.train's CheckpointError is one);
+    # OSError: unreadable inputs, an unwritable --json (ClassifierNotTrainedError is one too)
+    except (InceptionWeightsError, CheckpointLoaderUnavailable, ValueError, OSError) as e:
+        return user_error("fastgan eval", e)
     return 0
 
 

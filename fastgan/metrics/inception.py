@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._safe_load import UnloadableFileError, load_weights_only
+
 __all__ = [
     "FIDInceptionV3",
     "InceptionWeightsError",
@@ -277,9 +279,9 @@ def load_fid_inception(path: Union[str, os.PathLike, None] = None, device="cpu")
     """
     path = resolve_inception_weights(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, truncated files, non-tensor payloads
-        raise InceptionWeightsError(f"{path}: not a loadable PyTorch weights file ({type(e).__name__}: {e})") from e
+        state = load_weights_only(path, "PyTorch weights file")
+    except UnloadableFileError as e:  # corrupt, or a pickle of Python objects
+        raise InceptionWeightsError(str(e)) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -11,7 +11,9 @@ uses a loader registered with :func:`register_checkpoint_loader`, else
 ``fastgan.train.load_generator_for_eval`` imported lazily. Either is called as
 ``loader(path, device)`` and returns a :class:`GeneratorSource`, or a dict with keys
 ``generator`` (callable), ``latent_dim`` (int), ``num_classes`` (int or None) and optionally
-``dataset`` (the IDX root the model was trained on) and ``name``.
+``dataset`` (the IDX root the model was trained on) and ``name``. For a file it cannot load
+(missing, corrupt, not a checkpoint) a loader raises ValueError or a subclass (fastgan.train's
+CheckpointError is one): ``fastgan eval`` reports those as one-line errors, anything else as a bug.
 """
 
 from __future__ import annotations

@@ -10,13 +10,16 @@ from typing import Any, Optional
 
 import torch
 
+from .._safe_load import UnloadableFileError, load_weights_only
+
 FORMAT = "fastgan-checkpoint-v1"
 BEST_NAME = "best.pt"
 _NAME = re.compile(r"^ckpt-(\d{8,})\.pt$")
 
 
-class CheckpointError(RuntimeError):
-    """A corrupt checkpoint, or one that does not belong to this run."""
+class CheckpointError(ValueError):
+    """A missing or corrupt checkpoint, a file that is not a fastgan checkpoint, or one that does
+    not belong to this run: bad input, like fastgan.data's IDXError."""
 
 
 def rng_state() -> dict:
@@ -124,18 +127,22 @@ def resolve_resume(resume: str, ckpt_dir: Path) -> Optional[Path]:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """The checkpoint's state dict, loaded with ``torch.load(weights_only=True)``. Load on the CPU
+    (the default) and let ``load_state_dict`` move the weights: the RNG states must stay there."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint file") from None
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CheckpointError(f"{path}: corrupt or not a fastgan checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        state = load_weights_only(path, "fastgan checkpoint", map_location=map_location)
+    except UnloadableFileError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastgan checkpoint (missing format tag {FORMAT!r})")
     for key in ("G", "D", "G_ema", "config", "step"):
         if key not in state:
-            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+            raise CheckpointError(f"{path}: corrupt fastgan checkpoint (lacks {key!r})")
+    if not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path}: corrupt fastgan checkpoint (its config is not a mapping)")
     return state
 
 

@@ -94,6 +94,12 @@ class TrainConfig:
             bad("ema_beta", f"must be in [0, 1), got {self.ema_beta}")
         if self.num_workers < 0:
             bad("num_workers", f"must be >= 0, got {self.num_workers}")
+        if self.device != "auto":
+            import torch
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError, ValueError):
+                bad("device", f"expected 'auto' or a torch device (cpu, cuda, cuda:1), got {self.device!r}")
         if self.data_format not in ("auto", "idx", "folder", "zip", "npy"):
             bad("data_format", f"expected auto, idx, folder, zip or npy, got {self.data_format!r}")
         if self.extra:

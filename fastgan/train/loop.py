@@ -136,7 +136,7 @@ class Trainer:
         }
 
     def _load(self, path: Path) -> None:
-        state = ck.load_checkpoint(path, map_location=self.device)
+        state = ck.load_checkpoint(path)  # on the CPU: set_rng_state takes CPU tensors only
         diffs = ck.config_mismatch(state["config"], self.cfg.to_dict(), RESUME_FREE_KEYS)
         if diffs:
             raise ck.CheckpointError(f"{path}: written by another config: " + "; ".join(diffs))

@@ -18,16 +18,20 @@ def load_generator(path, weights: str = "ema", device="cpu") -> tuple[torch.nn.M
     p = Path(path)
     if p.is_dir():
         p = ck.resolve_resume(str(p), p)
-    state = ck.load_checkpoint(p, map_location=device)
+    state = ck.load_checkpoint(p)
     saved = state["config"]
     known = config_fields()
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})
-    nc = int(state.get("num_classes", 0))
+    try:
+        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known}).validate()
+        nc = int(state.get("num_classes", 0))
+    except (TypeError, ValueError) as e:
+        raise ck.CheckpointError(f"{p}: corrupt fastgan checkpoint (its config: {e})") from None
     G, _ = build_models(cfg, nc)
     try:
         G.load_state_dict(state["G_ema" if weights == "ema" else "G"])
-    except RuntimeError as e:
-        raise ck.CheckpointError(f"{p}: generator weights do not fit ({str(e).splitlines()[0]})") from e
+    except (RuntimeError, TypeError) as e:
+        raise ck.CheckpointError(f"{p}: corrupt fastgan checkpoint (the generator weights do not fit its config: "
+                                 f"{str(e).splitlines()[0]})") from e
     if hasattr(G, "set_progress"):
         kimg = int(state["step"]) * cfg.batch_size * int(state.get("world_size", 1)) / 1000.0
         G.set_progress(kimg, cfg.phase_kimg)  # the stage the run had reached

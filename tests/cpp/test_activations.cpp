@@ -1,6 +1,7 @@
 // Unit tests of the activation math shared by the CPU and CUDA kernels
 // (csrc/common/activations.h): values at known points, derivatives against central
 // differences in double precision, and the y-based formulas against the x-based ones.
+// Prints how many checks passed and failed; exits non-zero on any failure.
 #include <cmath>
 #include <cstdio>
 
@@ -9,12 +10,14 @@
 using fastgan::Act;
 namespace m = fastgan::math;
 
-static int failures = 0;
+static int passed = 0, failures = 0;
 static void check(bool ok, const char* what, int act, double z, double got, double want) {
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL %s act=%d z=%g got=%.17g want=%.17g\n", what, act, z, got, want);
+  if (ok) {
+    ++passed;
+    return;
   }
+  ++failures;
+  std::printf("FAIL %s act=%d z=%g got=%.17g want=%.17g\n", what, act, z, got, want);
 }
 static bool near(double a, double b, double tol) { return std::fabs(a - b) <= tol * (1 + std::fabs(b)); }
 
@@ -56,8 +59,9 @@ int main() {
   test_act<Act::Swish>();
   test_act<Act::GELU>();
   // known values
-  check(near(m::act_forward<Act::GELU>(1.0, 0.0), 0.8413447460685429, 1e-12), "gelu(1)", 9, 1, 0, 0);
-  check(near(m::act_forward<Act::Softplus>(50.0, 0.0), 50.0, 1e-12), "softplus(50)", 7, 50, 0, 0);
+  const double gelu1 = m::act_forward<Act::GELU>(1.0, 0.0), softplus50 = m::act_forward<Act::Softplus>(50.0, 0.0);
+  check(near(gelu1, 0.8413447460685429, 1e-12), "gelu(1)", 9, 1, gelu1, 0.8413447460685429);
+  check(near(softplus50, 50.0, 1e-12), "softplus(50)", 7, 50, softplus50, 50.0);
   check(std::isnan(m::act_forward<Act::ReLU>(double(NAN), 0.0)), "relu(nan)", 1, NAN, 0, 0);
   check(std::isnan(m::clamp_symmetric(double(NAN), 1.0)), "clamp(nan)", -1, NAN, 0, 0);
   // clamped elements get no gradient; gain 0 gives zero gradient, not NaN
@@ -65,6 +69,6 @@ int main() {
   check(g == 0.0, "clamped grad", 2, 3, g, 0);
   const double g0 = fastgan::bias_act_grad_factor<Act::Tanh>(0.0, 0.0, 0.0, 0.0, -1.0, false, true, 1);
   check(g0 == 0.0, "gain 0", 3, 0, g0, 0);
-  std::printf("%d passed, %d failed\n", failures == 0 ? 1 : 0, failures == 0 ? 0 : 1);
-  return failures == 0 ? 0 : 1;
+  std::printf("%d passed, %d failed\n", passed, failures);
+  return failures == 0 && passed > 0 ? 0 : 1;
 }
