@@ -118,7 +118,10 @@ class ConvTranspose2dAct(nn.ConvTranspose2d):
         y = F.conv_transpose2d(input, self.weight, None, self.stride, self.padding,
                                output_padding, self.groups, self.dilation)
         channel_dim = 1 if y.ndim == 4 else 0
-        return bias_act(y, self.bias, channel_dim, self.act, self.alpha, self.act_gain, self.clamp)
+        b = self.bias
+        if b is not None and b.dtype != y.dtype:  # autocast: the conv ran in half precision
+            b = b.to(y.dtype)
+        return bias_act(y, b, channel_dim, self.act, self.alpha, self.act_gain, self.clamp)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", act={self.act!r}, gain={self.act_gain}"

@@ -39,6 +39,7 @@ The filter gradient is not computed (filters are constants, as in StyleGAN2-ADA)
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence, Union
 
@@ -79,14 +80,42 @@ class _Fir:
         self.taps, self.fh, self.fw, self.separable, self.conv2d = taps, fh, fw, separable, conv2d
 
 
+def _filter_values(f: FilterLike, op: str):
+    """f as nested tuples of numbers (hashable, for the parse cache). A tensor filter is
+    read once and remembered on the tensor itself until it is modified in place (its
+    version counter): reading a CUDA tensor syncs with the host, which costs time on every
+    call and breaks CUDA graph capture."""
+    if isinstance(f, torch.Tensor):
+        cached = getattr(f, "_fastgan_filter", None)
+        if cached is not None and cached[0] == f._version:
+            return cached[1]
+        if not f.is_floating_point() and f.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{op}: f must be a float tensor, got {f.dtype}")
+        values = _to_tuples(f.detach().cpu().double().tolist())
+        f._fastgan_filter = (f._version, values)
+        return values
+    return _to_tuples(f)
+
+
+def _to_tuples(f):
+    if isinstance(f, (list, tuple)):
+        return tuple(_to_tuples(v) for v in f)
+    return f
+
+
 def _parse_filter(f: FilterLike, gain: float, flip_filter: bool, op: str) -> _Fir:
     """Normalizes f to unit sum and scales it by gain (per axis gain**0.5 when separable),
     as StyleGAN2-ADA's setup_filter + upfirdn2d do. Pure Python so torch.compile sees
-    constants."""
-    if isinstance(f, torch.Tensor):
-        if not f.is_floating_point() and f.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"{op}: f must be a float tensor, got {f.dtype}")
-        f = f.detach().cpu().double().tolist()
+    constants; parsed once per (filter, gain, flip)."""
+    values = _filter_values(f, op)
+    try:
+        hash(values)
+    except TypeError:  # not numbers (a bad filter): parse it uncached for the error
+        return _parse_filter_values(values, gain, flip_filter, op)
+    return _parse_filter_cached(values, float(gain), bool(flip_filter), op)
+
+
+def _parse_filter_values(f, gain: float, flip_filter: bool, op: str) -> _Fir:
     if isinstance(f, (int, float)):
         f = [float(f)]
     if not isinstance(f, (list, tuple)) or len(f) == 0:
@@ -129,6 +158,9 @@ def _parse_filter(f: FilterLike, gain: float, flip_filter: bool, op: str) -> _Fi
     return _Fir(taps, fh, fw, separable, conv2d)
 
 
+_parse_filter_cached = functools.lru_cache(maxsize=256)(_parse_filter_values)
+
+
 def _fir_filter_ref(x: torch.Tensor, f2d, padding) -> torch.Tensor:
     """Pure-PyTorch FIR filter: pad (negative crops), then true 2-D convolution with f2d
     (a nested list or tensor) per channel."""
@@ -155,7 +187,11 @@ def _check_tensors(x, weight, bias, op):
         raise ValueError(
             f"{op}: weight has {weight.shape[1]} input channels but x has {x.shape[1]} channels"
         )
-    if weight.dtype != x.dtype:
+    # Under autocast the convolution casts x and weight itself (one autocast layer feeding
+    # another hands over a half-precision x with float32 weights), and the bias is cast to
+    # the convolution's output dtype before the fused epilogue (_bias_like).
+    autocast = torch.is_autocast_enabled(x.device.type)
+    if weight.dtype != x.dtype and not autocast:
         raise TypeError(f"{op}: weight has dtype {weight.dtype} but x has dtype {x.dtype}")
     if bias is not None:
         if not isinstance(bias, torch.Tensor):
@@ -165,8 +201,13 @@ def _check_tensors(x, weight, bias, op):
                 f"{op}: bias must have shape ({weight.shape[0]},) (weight's output channels), "
                 f"got {tuple(bias.shape)}"
             )
-        if bias.dtype != x.dtype:
+        if bias.dtype != x.dtype and not autocast:
             raise TypeError(f"{op}: bias has dtype {bias.dtype} but x has dtype {x.dtype}")
+
+
+def _bias_like(bias, t):
+    """The bias in the convolution output's dtype (they differ only under autocast)."""
+    return bias.to(t.dtype) if bias is not None and bias.dtype != t.dtype else bias
 
 
 def _check_factor(v, name, op):
@@ -273,7 +314,7 @@ def upsample_conv2d(
         t = F.conv2d(x, w, padding=padding)
         from .bias_act import bias_act
 
-        return bias_act(t, bias, 1, act, alpha, gain, None if clamp < 0 else clamp)
+        return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, None if clamp < 0 else clamp)
     fir = _parse_filter(f, float(up * up), flip_filter, op)
     tpad, fpad = _up_geometry(weight, fir, up, padding)
     wt = weight.transpose(0, 1)
@@ -292,7 +333,7 @@ def upsample_conv2d(
         out_format = None
     if t.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or t.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
-    return _fir_bias_act(t, bias, fir, fpad, act, alpha, gain, clamp, out_format)
+    return _fir_bias_act(t, _bias_like(bias, t), fir, fpad, act, alpha, gain, clamp, out_format)
 
 
 def upsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), up=2, act="lrelu", alpha=None,
@@ -333,7 +374,7 @@ def downsample_conv2d(
     clamp_arg = None if clamp < 0 else clamp
     if down == 1:
         t = F.conv2d(x, w, padding=padding)
-        return bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
+        return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
     fir = _parse_filter(f, 1.0, flip_filter, op)
     py, px = padding
     fpad = [px + (fir.fw - down + 1) // 2, px + (fir.fw - down) // 2,
@@ -346,11 +387,11 @@ def downsample_conv2d(
         # and the 4x smaller result is returned in x's layout.
         t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0, torch.channels_last)
         t = F.conv2d(t, w.contiguous(memory_format=torch.channels_last), stride=down)
-        y = bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
+        y = bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
         return y.contiguous(memory_format=_backend.memory_format_of(x))
     t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
     t = F.conv2d(t, w, stride=down)
-    return bias_act(t, bias, 1, act, alpha, gain, clamp_arg)
+    return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
 
 
 def downsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), down=2, act="lrelu",
