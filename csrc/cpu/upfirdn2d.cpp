@@ -4,6 +4,9 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <cmath>
+#include <vector>
+
 #include "../common/upfirdn2d_common.h"
 #include "cpu_memory.h"
 #include "upfirdn2d_cpu.h"
@@ -13,6 +16,31 @@ namespace fastgan::cpu {
 bool avx2_kernels_active();  // bias_act.cpp: honours _set_cpu_kernels and the CPU
 
 namespace {
+
+// A 2-D filter that is an outer product (StyleGAN2-ADA's setup_filter makes every short 1-D
+// filter 2-D, e.g. [1,3,3,1] -> 4x4) runs as two 1-D passes: fh + fw multiply-adds per
+// output instead of fh * fw. Accepted only when the factors reproduce every tap to within
+// float32 rounding of the largest tap (the filter is float32 data), so the result differs
+// from the direct 2-D sum by rounding only. fx gets the row (with the overall scale), fy
+// the column; both in correlation order, as the kernels take them.
+bool split_rank1(const std::vector<double>& f2, int64_t fh, int64_t fw, std::vector<double>& fx,
+                 std::vector<double>& fy) {
+  int64_t i0 = 0, j0 = 0;
+  double big = 0;
+  for (int64_t i = 0; i < fh; ++i)
+    for (int64_t j = 0; j < fw; ++j)
+      if (std::abs(f2[i * fw + j]) > big) big = std::abs(f2[i * fw + j]), i0 = i, j0 = j;
+  if (big == 0 || !std::isfinite(big)) return false;
+  fx.assign(fw, 0.0);
+  fy.assign(fh, 0.0);
+  for (int64_t j = 0; j < fw; ++j) fx[j] = f2[i0 * fw + j];
+  for (int64_t i = 0; i < fh; ++i) fy[i] = f2[i * fw + j0] / f2[i0 * fw + j0];
+  const double tol = big * 0x1p-23;
+  for (int64_t i = 0; i < fh; ++i)
+    for (int64_t j = 0; j < fw; ++j)
+      if (std::abs(fy[i] * fx[j] - f2[i * fw + j]) > tol) return false;
+  return true;
+}
 
 at::Tensor upfirdn2d_cpu(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy,
                          int64_t downx, int64_t downy, int64_t padx0, int64_t padx1,
@@ -45,7 +73,16 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x, const at::Tensor& f, int64_t upx, 
   a.fw = plan.fw;
   a.fh = plan.fh;
   a.fx = fastgan::correlation_taps(f, flip, gain);
-  if (a.separable) a.fy = fastgan::correlation_taps(f, flip, 1.0);
+  if (a.separable) {
+    a.fy = fastgan::correlation_taps(f, flip, 1.0);
+  } else if (plan.fh > 1 && plan.fw > 1) {
+    std::vector<double> fx, fy;
+    if (split_rank1(a.fx, plan.fh, plan.fw, fx, fy)) {
+      a.separable = true;
+      a.fx = std::move(fx);
+      a.fy = std::move(fy);
+    }
+  }
   a.x = xc.const_data_ptr();
   a.y = y.mutable_data_ptr();
   if (avx2_kernels_active()) {

@@ -151,9 +151,6 @@ void xpass_contig(const Axis& a, const acc_t* c, const PaddedRow<acc_t>& r, acc_
       if (a.down == 1) {
 #pragma omp simd
         for (int64_t o = 0; o < n; ++o) out[o] += w * src[o];
-      } else if (a.down == 2) {
-#pragma omp simd
-        for (int64_t o = 0; o < n; ++o) out[o] += w * src[2 * o];
       } else {
         const int64_t d = a.down;
         for (int64_t o = 0; o < n; ++o) out[o] += w * src[d * o];
@@ -199,6 +196,40 @@ void xpass_contig(const Axis& a, const acc_t* c, const PaddedRow<acc_t>& r, acc_
     acc_t s = 0;
     for (int64_t k = floor_mod(-j0, a.up); k < a.taps; k += a.up) s += c[k] * xb[(j0 + k) / a.up];
     out[o] += s;
+  }
+}
+
+// out[o] (+)= sum_k c[k] * x[2 * o + k - p0] (up 1, down 2) straight from the input row.
+// The row is first split into its even and odd samples (zero outside the row), so every
+// tap is a unit-stride multiply-add: tap k reads phase q = (k - p0) mod 2 at index
+// o + (k - p0 - q) / 2. A stride-2 read does not vectorize.
+template <bool ADD, typename acc_t, typename scalar_t>
+void xpass_down2(const Axis& a, const acc_t* c, const scalar_t* x, acc_t* out,
+                 std::vector<acc_t>& ph) {
+  const int64_t n = a.n_out;
+  const int64_t m0 = floor_div(-a.p0, 2);
+  const int64_t m1 = n + floor_div(a.taps - 1 - a.p0, 2);
+  const int64_t M = m1 - m0;
+  ph.assign(2 * M, acc_t(0));
+  acc_t* even = ph.data() - m0;
+  acc_t* odd = ph.data() + M - m0;
+  const int64_t lo = std::max<int64_t>(m0, 0);
+  const int64_t pairs = std::min<int64_t>(m1, a.n_in / 2);
+  for (int64_t m = lo; m < pairs; ++m) {
+    even[m] = static_cast<acc_t>(x[2 * m]);
+    odd[m] = static_cast<acc_t>(x[2 * m + 1]);
+  }
+  if ((a.n_in & 1) && a.n_in / 2 >= lo && a.n_in / 2 < m1) {
+    even[a.n_in / 2] = static_cast<acc_t>(x[a.n_in - 1]);
+  }
+  if (!ADD) std::fill(out, out + n, acc_t(0));
+  for (int64_t k = 0; k < a.taps; ++k) {
+    const acc_t w = c[k];
+    const int64_t sk = k - a.p0;
+    const int64_t q = floor_mod(sk, 2);
+    const acc_t* src = (q ? odd : even) + (sk - q) / 2;
+#pragma omp simd
+    for (int64_t o = 0; o < n; ++o) out[o] += w * src[o];
   }
 }
 
@@ -262,6 +293,10 @@ struct Kernel {
   template <bool ADD>
   void xpass(const scalar_t* row, const acc_t* c, acc_t* out, Scratch& s) {
     Axis axc = ax;
+    if (a.lanes == 1 && ax.up == 1 && ax.down == 2) {
+      xpass_down2<ADD>(axc, c, row, out, s.ph);
+      return;
+    }
     if (a.lanes == 1) {
       if (!s.row_ready) {
         s.row = padded_row_bounds<acc_t>(axc);

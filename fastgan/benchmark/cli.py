@@ -125,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return user_error("fastgan bench", f"--out {out}: {e}")
     print(report.text_table(results))
     print(f"\nwrote {out / (stem + '.json')}, {out / (stem + '.md')}" + (f", {png}" if png else ""))
-    failed = [r for r in results if r.status != "ok"]
+    failed = [r for r in results if r.status not in ("ok", "unsupported")]
     return 1 if failed else 0
 
 

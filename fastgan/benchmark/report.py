@@ -95,11 +95,11 @@ def grouped(results: Sequence) -> "OrderedDict[Tuple, Dict[str, dict]]":
 
 
 def _time(d: dict) -> str:
-    """Median ± half the IQR, in us below a millisecond, else in ms."""
+    """Median ± half the IQR, in us, ms or s (whichever keeps the median under 1000)."""
     if d["status"] != "ok":
-        return d["status"].upper()
+        return "n/s" if d["status"] == "unsupported" else d["status"].upper()
     med, iqr = d["stats"]["median"], d["stats"]["iqr"]
-    scale, unit = (1e6, "us") if med < 1e-3 else (1e3, "ms")
+    scale, unit = (1e6, "us") if med < 1e-3 else (1e3, "ms") if med < 1 else (1.0, "s")
     return f"{med * scale:.3g} ± {iqr * scale / 2:.2g} {unit}"
 
 

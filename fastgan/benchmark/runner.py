@@ -47,7 +47,7 @@ except ImportError:  # e.g. a bare GPU machine: the same fields, computed with s
                     "stddev": statistics.stdev(d) if len(d) > 1 else 0.0, "q1": q1, "q3": q3,
                     "iqr": q3 - q1, "rounds": len(d)}
 
-from .cases import Case, Inputs
+from .cases import Case, Inputs, NotSupported
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 # max |error| / max |reference| per tensor, against the float64 reference
@@ -77,7 +77,7 @@ class Result:
     dtype: str
     layout: str
     device: str
-    status: str  # ok | failed | error
+    status: str  # ok | failed | error | unsupported
     message: str = ""
     stats: Dict[str, float] = field(default_factory=dict)  # seconds
     saved_bytes: Optional[int] = None
@@ -239,6 +239,11 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
     impls = [i for i in IMPL_ORDER if i in case.impls and i in settings.impls]
     dtypes = [d for d in settings.dtypes if case.dtypes is None or d in case.dtypes]
     for dtype_name, layout, mode in itertools.product(dtypes, layouts, modes):
+        if "compile" in impls:
+            # A fresh start for torch.compile in each combination: dynamo's per-function
+            # recompile limit (8) would otherwise silently fall back to eager after a few
+            # dtype / layout / grad-mode combinations of the same case.
+            torch.compiler.reset()
         dtype = DTYPES[dtype_name]
         train = mode == "fwd+bwd"
         step = mode == "step"
@@ -277,6 +282,10 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 torch.manual_seed(settings.seed)
                 got = _call(fn, _prepare(base_sets[0], train), grads[0], step)
                 problem = _check(case, impl, got, want, dtype)
+            except NotSupported as e:
+                res.status, res.message = "unsupported", str(e)
+                results.append(res)
+                continue
             except Exception as e:
                 problem = f"{type(e).__name__}: {e}"
             if problem:
