@@ -207,3 +207,55 @@ def test_stylegan2_modconv_forms_and_kits_agree_float64(layout):
         ps.backward()
         for (n, a), b in zip(Df.named_parameters(), Ds.parameters()):
             torch.testing.assert_close(a.grad, b.grad, msg=lambda m: f"D {n} clamp={clamp}: {m}")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("case", ["convT_1x1_input", "convT_thin", "conv_thin", "conv_wide"])
+def test_cpu_conv_shortcuts_match_stock_float64(case, layout):
+    """The fastgan kit's CPU shortcuts (a transposed conv on a 1x1 input as one matrix
+    product; thin transposed convs as GEMM + col2im; thin convs' input gradient as
+    col2im(W^T G)) against the stock layers: outputs, input and parameter gradients, and
+    gradients of gradients (a WGAN-GP penalty differentiates D's input gradient)."""
+    torch.manual_seed(0)
+    cls, args, shape = {
+        "convT_1x1_input": (ConvTranspose2dAct, (6, 4, 7, 1, 0), (3, 6, 1, 1)),
+        "convT_thin": (ConvTranspose2dAct, (5, 3, 4, 2, 1), (3, 5, 6, 7)),
+        "conv_thin": (Conv2dAct, (3, 6, 4, 2, 1), (3, 3, 10, 9)),
+        "conv_wide": (Conv2dAct, (8, 6, 3, 2, 1), (3, 8, 9, 9)),
+    }[case]
+    a = cls(*args, act="lrelu", layers="fastgan").double()
+    b = cls(*args, act="lrelu", layers="stock").double()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(shape, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    outs = []
+    for m in (a, b):
+        xi = x.clone().requires_grad_(True)
+        y = m(xi)
+        g = torch.autograd.grad(y.square().sum(), [xi] + list(m.parameters()), create_graph=True)
+        gg = torch.autograd.grad(g[0].square().sum(), [xi] + list(m.parameters()))
+        outs.append((y,) + g + gg)
+    for u, v in zip(*outs):
+        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10)
+
+
+def test_dcgan_fastgan_kit_gradients_match_stock_float64():
+    """The whole DCGAN (fastgan kit: channels_last inside on CPU, the conv shortcuts) against
+    the stock kit in float64: images, logits, and the G step's gradients, which pass
+    through D's input gradient into every layer of G."""
+    Gf, Df = _pair("fastgan", resolution=28)
+    Gs, Ds = _pair("stock", resolution=28)
+    Gs.load_state_dict(Gf.state_dict())
+    Ds.load_state_dict(Df.state_dict())
+    for m in (Gf, Df, Gs, Ds):
+        m.double()
+    z = torch.randn(4, 16, dtype=torch.float64)
+    grads = []
+    for G, D in ((Gf, Df), (Gs, Ds)):
+        img = G(z)
+        assert img.is_contiguous()
+        loss = D(img).sum()
+        grads.append([img, loss] + list(torch.autograd.grad(loss, list(G.parameters()) + list(D.parameters()))))
+    for u, v in zip(*grads):
+        torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-9)

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .._backend import memory_format_of
 from .layers import BatchNormAct, Conv2dAct, ConvTranspose2dAct, check_layers
 
 RESOLUTIONS = (28, 32, 64)
@@ -64,6 +65,7 @@ class DCGANGenerator(nn.Module):
                        BatchNormAct(cout, "relu", clamp=clamp, layers=layers)]
         blocks.append(ConvTranspose2dAct(chans[-1], img_channels, 4, 2, 1, act="tanh", layers=layers))
         self.net = nn.Sequential(*blocks)
+        self.cpu_channels_last = layers == "fastgan"
         _init_dcgan(self)
 
     def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -71,7 +73,16 @@ class DCGANGenerator(nn.Module):
             if labels is None:
                 raise ValueError("labels: a conditional generator needs class labels")
             z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
-        return self.net(z.reshape(z.shape[0], -1, 1, 1))
+        x = z.reshape(z.shape[0], -1, 1, 1)
+        if not (self.cpu_channels_last and z.device.type == "cpu"):
+            return self.net(x)
+        # The fastgan kit on CPU: feature maps in channels_last (oneDNN's strided
+        # convolutions are faster so), the image returned in the layout of G's parameters.
+        out_format = memory_format_of(self.net[2].weight)
+        x = self.net[1](self.net[0](x)).contiguous(memory_format=torch.channels_last)
+        for layer in self.net[2:]:
+            x = layer(x)
+        return x.contiguous(memory_format=out_format)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -94,12 +105,15 @@ class DCGANDiscriminator(nn.Module):
                 blocks.append(Conv2dAct(cin, cout, 4, 2, 1, act="lrelu", clamp=clamp, layers=layers))
         self.features = nn.Sequential(*blocks)
         self.out = Conv2dAct(chans[-1], 1, s0, 1, 0, layers=layers)
+        self.cpu_channels_last = layers == "fastgan"
         self.embed = nn.Embedding(num_classes, chans[-1]) if num_classes > 0 else None
         _init_dcgan(self)
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.cpu_channels_last and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)  # see DCGANGenerator
         h = self.features(x)
         logit = self.out(h).flatten(1).squeeze(1)
         if self.embed is not None:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._backend import memory_format_of
 from ..ops.bias_act import bias_act
 from ..ops.conv2d_resample import conv2d_resample
 from ..ops.upfirdn2d import setup_filter, upsample2d
@@ -74,6 +75,38 @@ class _ActMixin:
         return f", act={self.act}, layers={self.layers}"
 
 
+class _ThinConv2d(torch.autograd.Function):
+    """conv2d (groups 1, dilation 1, zero padding) whose input gradient is computed as
+    col2im(W^T G): for a thin input (in_channels * kh * kw <= _THIN_ROWS, e.g. a
+    discriminator's first layer on 1-channel images) oneDNN's input gradient is slow
+    (~7 ms vs ~2 ms at 1 -> 32 channels, 4x4, stride 2, 28 px, batch 128). Forward and
+    weight gradient are ATen's. The backward is made of differentiable ops, so gradient
+    penalties (double backward) work."""
+
+    @staticmethod
+    def forward(ctx, x, w, stride, padding):
+        ctx.save_for_backward(x, w)
+        ctx.conv = (stride, padding)
+        return F.conv2d(x, w, None, stride, padding)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        stride, padding = ctx.conv
+        gx = gw = None
+        if ctx.needs_input_grad[1]:
+            gw = torch.ops.aten.convolution_backward(
+                gy, x, w, None, list(stride), list(padding), [1, 1], False, [0, 0], 1,
+                [False, True, False])[1]
+        if ctx.needs_input_grad[0]:
+            n, cout, ho, wo = gy.shape
+            cin, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+            cols = torch.matmul(w.reshape(cout, cin * kh * kw).t(), gy.reshape(n, cout, ho * wo))
+            gx = F.fold(cols, (x.shape[2], x.shape[3]), (kh, kw), stride=stride, padding=padding)
+            gx = gx.contiguous(memory_format=memory_format_of(x))
+        return gx, gw, None, None
+
+
 class Conv2dAct(nn.Conv2d, _ActMixin):
     """``nn.Conv2d`` (same parameters) followed by bias + activation."""
 
@@ -86,10 +119,70 @@ class Conv2dAct(nn.Conv2d, _ActMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layers == "stock":
             return stock_bias_act(self._conv_forward(x, self.weight, self.bias), None, self.act, self.alpha, self.gain, self.clamp)
-        return self._bias_act(self._conv_forward(x, self.weight, None), self.bias)
+        w = self.weight
+        if (x.device.type == "cpu" and x.dim() == 4 and x.requires_grad and self.groups == 1
+                and tuple(self.dilation) == (1, 1) and self.padding_mode == "zeros"
+                and not isinstance(self.padding, str) and x.dtype == w.dtype
+                and w.shape[1] * w.shape[2] * w.shape[3] <= _THIN_ROWS
+                and not torch.is_autocast_enabled("cpu")):
+            y = _ThinConv2d.apply(x, w, tuple(self.stride), tuple(self.padding))
+        else:
+            y = self._conv_forward(x, w, None)
+        return self._bias_act(y, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._act_repr()
+
+
+# Transposed convolutions with at most this many output rows per input pixel
+# (out_channels * kh * kw) run their forward on CPU as one GEMM + col2im (F.fold): oneDNN
+# is slow for such thin layers (DCGAN's last layer, 32 -> 1 channel, 4x4, stride 2, at
+# 14 -> 28 px, batch 128: ~6 ms vs ~1 ms). The backward stays oneDNN's, which is fast there.
+_THIN_ROWS = 64
+
+
+class _ThinConvTranspose2d(torch.autograd.Function):
+    """conv_transpose2d (groups 1, dilation 1, no output padding): forward as
+    col2im(W^T X), backward as ATen's convolution_backward (differentiable again)."""
+
+    @staticmethod
+    def forward(ctx, x, w, stride, padding, out_hw):
+        n, cin, h, wd = x.shape
+        cout, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+        cols = torch.matmul(w.reshape(cin, cout * kh * kw).t(), x.reshape(n, cin, h * wd))
+        ctx.save_for_backward(x, w)
+        ctx.conv = (stride, padding)
+        return F.fold(cols, out_hw, (kh, kw), stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        stride, padding = ctx.conv
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            gy, x, w, None, list(stride), list(padding), [1, 1], True, [0, 0], 1,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
+        return gx, gw, None, None, None
+
+
+def _fast_conv_transpose2d(m: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """F.conv_transpose2d(x, m.weight) (no bias), with two CPU shortcuts where oneDNN is
+    slow: a 1x1 input (DCGAN's first layer: z -> s0 x s0) is one matrix product, and a thin
+    layer (see _THIN_ROWS) runs its forward as GEMM + col2im. Same results up to float
+    rounding; everything else (and autocast) goes to F.conv_transpose2d."""
+    w = m.weight
+    if (x.device.type == "cpu" and x.dim() == 4 and m.groups == 1 and tuple(m.dilation) == (1, 1)
+            and tuple(m.output_padding) == (0, 0) and x.dtype == w.dtype
+            and not torch.is_autocast_enabled("cpu")):
+        cin, cout, kh, kw = w.shape
+        n, _, h, wd = x.shape
+        if (h, wd) == (1, 1) and tuple(m.stride) == (1, 1) and tuple(m.padding) == (0, 0):
+            return torch.mm(x.reshape(n, cin), w.reshape(cin, cout * kh * kw)).reshape(n, cout, kh, kw)
+        if cout * kh * kw <= _THIN_ROWS:
+            sh, sw = m.stride
+            ph, pw = m.padding
+            out_hw = ((h - 1) * sh - 2 * ph + kh, (wd - 1) * sw - 2 * pw + kw)
+            return _ThinConvTranspose2d.apply(x, w, (sh, sw), (ph, pw), out_hw)
+    return F.conv_transpose2d(x, w, None, m.stride, m.padding, m.output_padding, m.groups, m.dilation)
 
 
 class ConvTranspose2dAct(nn.ConvTranspose2d, _ActMixin):
@@ -102,11 +195,11 @@ class ConvTranspose2dAct(nn.ConvTranspose2d, _ActMixin):
         self._init_act(layers, act, alpha, gain, clamp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias if self.layers == "stock" else None
-        y = F.conv_transpose2d(x, self.weight, bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation)
         if self.layers == "stock":
+            y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                   self.groups, self.dilation)
             return stock_bias_act(y, None, self.act, self.alpha, self.gain, self.clamp)
-        return self._bias_act(y, self.bias)
+        return self._bias_act(_fast_conv_transpose2d(self, x), self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._act_repr()
