@@ -122,7 +122,7 @@ def test_compare_rejects_other_files(tmp_path, capsys):
 
 def test_every_registered_case_runs_tiny():
     results = run(registry.all_cases(), Settings(size="tiny", rounds=3, warmup=1, dtypes=("float32", "bfloat16"),
-                                                 impls=("fastgan", "reference", "eager")))
+                                                 impls=("fastgan", "raw", "reference", "eager"), repeat=1))
     bad = [(r.key, r.message) for r in results if r.status != "ok"]
     assert not bad
 

@@ -67,6 +67,8 @@ class Settings:
     warmup: int = 2
     n_sets: int = 3
     seed: int = 0
+    # calls per timed round; None: each case's own (Case.repeat)
+    repeat: Optional[int] = None
 
 
 @dataclass
@@ -292,7 +294,8 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 res.status, res.message = "failed", problem
                 results.append(res)
                 continue
-            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step, case.repeat)
+            repeat = case.repeat if settings.repeat is None else settings.repeat
+            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step, repeat)
             res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
             if step:
                 pass  # the step's own memory is not separated from its models' state
