@@ -3,7 +3,7 @@ runs its compiled kernel or its pure-PyTorch reference.
 
 Selection, in order:
   1. ``FASTGAN_BACKEND=ref`` in the environment or ``set_backend("ref")`` (process-wide),
-     or the ``use_reference()`` context manager (this thread / asyncio task only), force
+     or the ``use_reference()`` context manager (this thread only), force
      the references.
   2. If the extension is missing or failed to import, the references run, with one
      ``FastganFallbackWarning`` per process that names the reason.
@@ -17,10 +17,10 @@ Selection, in order:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib.util
 import os
 import re
+import threading
 import warnings
 from typing import Any, Iterator
 
@@ -123,10 +123,11 @@ _C, _load_error = _load_extension()
 _build_info: dict = dict(_C.build_info()) if _C is not None else {}
 _MISSING_OPS = _missing_ops(_C)
 _default_backend = _backend_from_env()
-# use_reference() sets this for the current thread / task only (contextvars).
-_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "fastgan_backend", default=None
-)
+# use_reference() sets `mode` here for the current thread only. threading.local rather than
+# a ContextVar: torch.compile (dynamo) traces and guards on it in every supported torch,
+# while ContextVar.get is untraceable before torch 2.14 (a graph break, an error under
+# fullgraph=True).
+_local = threading.local()
 _warned: set = set()
 
 if _default_backend == "ext":
@@ -161,19 +162,20 @@ def set_backend(name: str) -> None:
 
 def get_backend() -> str:
     """The backend in effect here: ``use_reference()``'s if inside one, else the process's."""
-    return _override.get() or _default_backend
+    return getattr(_local, "mode", None) or _default_backend
 
 
 @contextlib.contextmanager
 def use_reference(enabled: bool = True) -> Iterator[None]:
     """Within the block, fastgan ops run their pure-PyTorch references. The switch is
-    local to the current thread (and asyncio task): other threads keep their backend."""
-    token = _override.set("ref") if enabled else None
+    local to the current thread: other threads keep their backend meanwhile."""
+    previous = getattr(_local, "mode", None)
+    if enabled:
+        _local.mode = "ref"
     try:
         yield
     finally:
-        if token is not None:
-            _override.reset(token)
+        _local.mode = previous
 
 
 def _kernel_devices() -> frozenset:
@@ -217,7 +219,7 @@ def _no_kernel(device: str) -> bool:
 
 def use_kernel(x: torch.Tensor) -> bool:
     """True when the compiled kernel should run for a tensor on x's device."""
-    if (_override.get() or _default_backend) == "ref":
+    if (getattr(_local, "mode", None) or _default_backend) == "ref":
         return False
     if not isinstance(x, torch.Tensor):
         return False  # the reference path reports the bad argument

@@ -688,7 +688,9 @@ def _register_overhead() -> None:
                     impls={"fastgan": fastgan_fn, "raw": raw, "eager": stock},
                     available=_has_op(public),
                     repeat=200,
-                    tolerance={torch.bfloat16: 0.05, torch.float16: 0.01},
+                    # the conv blocks chain bf16 roundings (see upsample_conv2d above):
+                    # stock eager itself lands ~10% off the float64 result there
+                    tolerance={torch.bfloat16: 0.2 if "conv" in name else 0.05, torch.float16: 0.03 if "conv" in name else 0.01},
                 )
             )
 

@@ -108,6 +108,8 @@ def _parse_filter(f: FilterLike, gain: float, flip_filter: bool, op: str) -> _Fi
     as StyleGAN2-ADA's setup_filter + upfirdn2d do. Pure Python so torch.compile sees
     constants; parsed once per (filter, gain, flip)."""
     values = _filter_values(f, op)
+    if torch.compiler.is_compiling():  # traced once: dynamo bakes the result in anyway
+        return _parse_filter_values(values, gain, flip_filter, op)
     try:
         hash(values)
     except TypeError:  # not numbers (a bad filter): parse it uncached for the error
