@@ -17,6 +17,10 @@ TORCH_LIBRARY(fastgan, m) {
   // Per-sample squared L2 norm: out[n] = sum(grads[n]^2), float32 (float64 for float64
   // input). The building block of the gradient penalties (fastgan/ops/grad_penalty.py).
   m.def("grad_sqnorm(Tensor grads) -> Tensor");
+  // The gradient penalty of a batch (fastgan/ops/grad_penalty.py): p_n = ||g_n||^2 for
+  // center 0, (||g_n|| - center)^2 otherwise (center^2 with gradient 0 at a zero norm),
+  // reduced by mean, sum or none. Composite: grad_sqnorm, then ATen on the N norms.
+  m.def("grad_penalty(Tensor grads, float center, str reduction) -> Tensor");
   // FIR resampling (StyleGAN2-ADA contract): insert up-1 zeros per pixel, pad (negative
   // crops), convolve with f (1-D: separable x then y; flip: correlate) scaled by gain,
   // keep every down-th pixel. f is float32 and is not differentiated.

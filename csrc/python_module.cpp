@@ -41,6 +41,8 @@ pybind11::dict op_status(const std::vector<std::string>& names) {
     s["cpu"] = op && op->hasKernelForDispatchKey(c10::DispatchKey::CPU);
     s["cuda"] = op && op->hasKernelForDispatchKey(c10::DispatchKey::CUDA);
     s["autograd"] = op && op->hasKernelForDispatchKey(c10::DispatchKey::Autograd);
+    // a composite op (one kernel for every device, built from other ops)
+    s["composite"] = op && op->hasKernelForDispatchKey(c10::DispatchKey::CompositeExplicitAutograd);
     out[pybind11::str(name)] = s;
   }
   return out;

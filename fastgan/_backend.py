@@ -42,6 +42,7 @@ EXPECTED_OPS = (
     "bias_act",
     "bias_act_grad",
     "grad_sqnorm",
+    "grad_penalty",
     "upfirdn2d",
     "fir_bias_act",
     "fir_bias_act_grad",
@@ -112,7 +113,7 @@ def _missing_ops(ext) -> dict[str, str]:
         s = status[f"fastgan::{op}"]
         if not s["schema"]:
             missing[op] = "not registered"
-        elif not s["cpu"]:
+        elif not (s["cpu"] or s.get("composite")):
             missing[op] = "no CPU kernel"
         elif not s["autograd"]:
             missing[op] = "no autograd kernel"

@@ -101,6 +101,31 @@ def test_opcheck(dtype, shape):
 
 
 @requires_op
+@pytest.mark.parametrize("center,reduction", [(0.0, "mean"), (1.0, "sum"), (0.5, "none")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_penalty_op(center, reduction, dtype):
+    """fastgan::grad_penalty (composite forward, one C++ autograd node)."""
+    x = torch.randn(3, 4, 5, 6, dtype=dtype, requires_grad=True)
+    torch.library.opcheck(torch.ops.fastgan.grad_penalty.default, (x, center, reduction))
+    x0 = x.detach().clone()
+    x0[1] = 0  # a zero norm: value center^2, gradient 0
+    x0.requires_grad_(True)
+    torch.library.opcheck(torch.ops.fastgan.grad_penalty.default, (x0, center, reduction))
+
+
+@requires_op
+def test_penalty_op_gradients_float64():
+    """The op's single autograd node against the composition of stock ops, to the second
+    order (the norms are recomputed through grad_sqnorm under create_graph)."""
+    for center in (0.0, 1.0, 0.3):
+        for reduction in ("mean", "sum", "none"):
+            x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+            fn = lambda t: torch.ops.fastgan.grad_penalty(t, center, reduction)
+            torch.autograd.gradcheck(fn, (x,))
+            torch.autograd.gradgradcheck(fn, (x,))
+
+
+@requires_op
 def test_opcheck_channels_last():
     x = torch.randn(3, 4, 5, 6).to(memory_format=torch.channels_last).requires_grad_(True)
     torch.library.opcheck(torch.ops.fastgan.grad_sqnorm, (x,))

@@ -45,6 +45,7 @@ from .. import _backend
 __all__ = ["grad_penalty", "grad_penalty_ref", "grad_sqnorm", "grad_sqnorm_ref"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_NUMBERS = (float, int)
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -135,6 +136,11 @@ def grad_penalty(grads: torch.Tensor, center: float = 0.0, reduction: str = "mea
         center: 0 for ``||g||^2`` (R1, R2), 1 for ``(||g|| - 1)^2`` (WGAN-GP).
         reduction: ``'mean'`` over samples (default), ``'sum'`` or ``'none'`` (shape ``(N,)``).
     """
+    if (_backend.use_kernel(grads) and _HAS_PENALTY_OP and type(center) in _NUMBERS
+            and type(reduction) is str):
+        # One op (csrc/autograd/grad_penalty.cpp): the checks, the pass over grads, the N
+        # norms and one autograd node, all in C++.
+        return _PENALTY_OP(grads, center, reduction)
     _check_grads(grads)
     center = _check_args(center, reduction)
     return _reduce(_from_sqnorm(grad_sqnorm(grads), center), reduction)
@@ -152,8 +158,11 @@ def _grad_sqnorm_fake(grads):
     return grads.new_empty((grads.shape[0],), dtype=_acc_dtype(grads.dtype))
 
 
-# A build without this op (older than this code) runs the reference, with a warning.
+# A build without these ops (older than this code) runs the references, with a warning.
 _HAS_OP = _backend.op_available("grad_sqnorm")
 _OP = torch.ops.fastgan.grad_sqnorm.default if _HAS_OP else None
 if _HAS_OP:
     torch.library.register_fake("fastgan::grad_sqnorm")(_grad_sqnorm_fake)
+# fastgan::grad_penalty is composite (grad_sqnorm + ATen): no fake kernel of its own.
+_HAS_PENALTY_OP = _HAS_OP and _backend.op_available("grad_penalty")
+_PENALTY_OP = torch.ops.fastgan.grad_penalty.default if _HAS_PENALTY_OP else None
