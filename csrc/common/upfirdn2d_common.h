@@ -19,27 +19,27 @@ struct UpfirdnPlan {
 inline UpfirdnPlan upfirdn2d_plan(const at::Tensor& x, const at::Tensor& f, int64_t upx,
                                   int64_t upy, int64_t downx, int64_t downy, int64_t padx0,
                                   int64_t padx1, int64_t pady0, int64_t pady1) {
-  TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be 4-D [N, C, H, W], got ", x.dim(), "-D");
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()) && x.scalar_type() != at::kFloat8_e4m3fn &&
+  TORCH_CHECK_VALUE(x.dim() == 4, "upfirdn2d: x must be 4-D [N, C, H, W], got ", x.dim(), "-D");
+  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()) && x.scalar_type() != at::kFloat8_e4m3fn &&
                   x.scalar_type() != at::kFloat8_e5m2,
               "upfirdn2d: x must be float32, float64, float16 or bfloat16, got ", x.scalar_type());
-  TORCH_CHECK(f.dim() == 1 || f.dim() == 2, "upfirdn2d: f must be 1-D or 2-D, got ", f.dim(),
+  TORCH_CHECK_VALUE(f.dim() == 1 || f.dim() == 2, "upfirdn2d: f must be 1-D or 2-D, got ", f.dim(),
               "-D");
-  TORCH_CHECK(f.scalar_type() == at::kFloat, "upfirdn2d: f must be float32, got ",
+  TORCH_CHECK_TYPE(f.scalar_type() == at::kFloat, "upfirdn2d: f must be float32, got ",
               f.scalar_type());
-  TORCH_CHECK(f.numel() > 0, "upfirdn2d: f must not be empty");
-  TORCH_CHECK(f.device() == x.device(), "upfirdn2d: f is on ", f.device(), " but x is on ",
+  TORCH_CHECK_VALUE(f.numel() > 0, "upfirdn2d: f must not be empty");
+  TORCH_CHECK_VALUE(f.device() == x.device(), "upfirdn2d: f is on ", f.device(), " but x is on ",
               x.device());
-  TORCH_CHECK(upx >= 1 && upy >= 1, "upfirdn2d: up must be >= 1, got [", upx, ", ", upy, "]");
-  TORCH_CHECK(downx >= 1 && downy >= 1, "upfirdn2d: down must be >= 1, got [", downx, ", ",
+  TORCH_CHECK_VALUE(upx >= 1 && upy >= 1, "upfirdn2d: up must be >= 1, got [", upx, ", ", upy, "]");
+  TORCH_CHECK_VALUE(downx >= 1 && downy >= 1, "upfirdn2d: down must be >= 1, got [", downx, ", ",
               downy, "]");
   UpfirdnPlan p;
   p.fw = f.size(-1);
   p.fh = f.size(0);
-  TORCH_CHECK(p.fw <= 1024 && p.fh <= 1024, "upfirdn2d: f has more than 1024 taps per axis");
+  TORCH_CHECK_VALUE(p.fw <= 1024 && p.fh <= 1024, "upfirdn2d: f has more than 1024 taps per axis");
   const int64_t span_h = x.size(2) * upy + pady0 + pady1 - p.fh;
   const int64_t span_w = x.size(3) * upx + padx0 + padx1 - p.fw;
-  TORCH_CHECK(span_h >= 0 && span_w >= 0, "upfirdn2d: padding [", padx0, ", ", padx1, ", ",
+  TORCH_CHECK_VALUE(span_h >= 0 && span_w >= 0, "upfirdn2d: padding [", padx0, ", ", padx1, ", ",
               pady0, ", ", pady1, "] crops everything: the padded image is smaller than the ",
               p.fw, "x", p.fh, " filter");
   p.out_h = span_h / downy + 1;

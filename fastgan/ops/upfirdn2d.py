@@ -209,6 +209,14 @@ def upfirdn2d(
         flip_filter: False: convolution; True: correlation.
         gain: overall scale of the filter.
     """
+    if (type(up) is int and type(down) is int and isinstance(f, torch.Tensor)
+            and _backend.use_kernel(x) and _HAS_OP):
+        # The fast path: ints for the factors, the padding as an int or 2 / 4 ints. The op
+        # checks the tensors, the factors, the padding and a filter that requires grad
+        # (not supported), in C++, naming the argument.
+        p = _PAD4.get(type(padding), _no_pad)(padding)
+        if p is not None and up >= 1 and down >= 1 and math.isfinite(gain):
+            return _OP(x, f, up, up, down, down, p[0], p[1], p[2], p[3], bool(flip_filter), gain)
     f, a = _check(x, f, up, down, padding, gain)
     if f.requires_grad and torch.is_grad_enabled():
         raise NotImplementedError(
@@ -217,6 +225,22 @@ def upfirdn2d(
     if _backend.use_kernel(x) and _HAS_OP:
         return _OP(x, f.detach(), *a[:8], bool(flip_filter), a[8])
     return _ref(x, f, bool(flip_filter), *a)
+
+
+def _pad_seq(p):
+    if len(p) == 4 and all(type(v) is int for v in p):
+        return p
+    if len(p) == 2 and type(p[0]) is int and type(p[1]) is int:
+        return (p[0], p[0], p[1], p[1])
+    return None  # anything else: the checked path explains
+
+
+def _no_pad(p):
+    return None
+
+
+# padding of the fast path, by type: [x0, x1, y0, y1] from an int or a list / tuple.
+_PAD4 = {int: lambda p: (p, p, p, p), list: _pad_seq, tuple: _pad_seq}
 
 
 def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1):
