@@ -6,24 +6,55 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup build cpptest pytest test bench run gpu-check clean
+# The torch `make test` builds and tests against (the newest supported).
+TORCH := 2.14.1
+RUNTIME_DEPS := numpy tensorboard tqdm pillow matplotlib pyyaml
+TEST_DEPS := pytest pytest-benchmark expecttest ninja scipy
+BUILD_DEPS := "setuptools>=77.0.3" wheel ninja
 
-$(STAMP): pyproject.toml Makefile
-	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install -q torch==2.14.1 numpy pytest pytest-benchmark ninja expecttest
-	$(VPY) -m pip install -q tensorboard tqdm pillow matplotlib pyyaml
-	$(VPY) -m pip install -q scipy
+# Debian's Fashion-MNIST package, which the training presets and some tests read.
+define install-dataset
 	test -d /usr/share/datasets/fashion-mnist || ! command -v apt-get >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || \
 	  echo "warning: could not install dataset-fashion-mnist (the training presets need it)"
+endef
+
+.PHONY: setup build cpptest pytest test bench run gpu-check clean FORCE
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip $(BUILD_DEPS)
+	$(VPY) -m pip install -q torch==$(TORCH) $(TEST_DEPS)
+	$(VPY) -m pip install -q $(RUNTIME_DEPS)
+	$(install-dataset)
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-# Ahead-of-time build of fastgan._C (CPU kernels; CUDA kernels when nvcc is found).
-build: setup
+# Ahead-of-time build of fastgan._C (CPU kernels; CUDA kernels when nvcc is found), as an
+# editable install (the `fastgan` command). It reruns only when a C++ source or header,
+# setup.py, pyproject.toml, the venv, the build settings below or the compiled module itself
+# changed (a missing module forces it); ninja then recompiles only the changed files, into
+# build/temp-<python>-<torch>-<cpu|cuda>.
+CSRC := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) \
+	! -name build_config.h)
+EXT_SO := $(wildcard fastgan/_C.*.so)
+BUILD_STAMP := build/.make-build
+BUILD_ENV := build/.make-build-env
+BUILD_SETTINGS := FASTGAN_CUDA=$(FASTGAN_CUDA) TORCH_CUDA_ARCH_LIST=$(TORCH_CUDA_ARCH_LIST) \
+	CUDA_HOME=$(CUDA_HOME) FASTGAN_PTXAS_VERBOSE=$(FASTGAN_PTXAS_VERBOSE)
+
+# Rewritten only when the settings change, so that its date says when they last did.
+$(BUILD_ENV): FORCE
+	@mkdir -p build
+	@echo '$(BUILD_SETTINGS)' | cmp -s - $@ || echo '$(BUILD_SETTINGS)' > $@
+
+$(BUILD_STAMP): $(STAMP) $(CSRC) setup.py pyproject.toml $(BUILD_ENV) $(if $(EXT_SO),$(EXT_SO),FORCE)
 	MAX_JOBS=$${MAX_JOBS:-2} $(VPY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+build: $(BUILD_STAMP)
+	@$(VPY) -c "import fastgan._backend as b; print(b.summary())"
 
 # The same C++ sources built with CMake against libtorch, and the C++ unit tests.
 cpptest: setup
@@ -47,6 +78,7 @@ bench: build
 run: build
 	$(VPY) -m fastgan train --preset fmnist-dcgan --out runs/fmnist-dcgan
 
+# On a GPU machine: build with CUDA, run every CUDA test, print the CUDA timing tables.
 gpu-check:
 	bash bench/gpu_check.sh
 
