@@ -10,7 +10,9 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 TORCH := 2.14.1
 RUNTIME_DEPS := numpy tensorboard tqdm pillow matplotlib pyyaml
 TEST_DEPS := pytest pytest-benchmark expecttest ninja scipy
-BUILD_DEPS := "setuptools>=77.0.3" wheel ninja
+# One pip call with torch, so that the resolver picks a setuptools torch accepts
+# (pyproject.toml's SPDX license string needs >=77.0.3).
+BUILD_DEPS := "setuptools>=77.0.3" wheel ninja build
 
 # Debian's Fashion-MNIST package, which the training presets and some tests read.
 define install-dataset
@@ -19,13 +21,22 @@ define install-dataset
 	  echo "warning: could not install dataset-fashion-mnist (the training presets need it)"
 endef
 
-.PHONY: setup build cpptest pytest test bench run gpu-check clean FORCE
+# Runs tests/ (copied, with pyproject.toml and README.md, which tests/test_cli.py reads) against the fastgan
+# installed in the venv of python $(1), from a fresh folder outside the source tree, so
+# that `import fastgan` finds the installed package, not ./fastgan. $(2): pytest arguments.
+define test-installed
+	set -e; d=$$(mktemp -d "$${TMPDIR:-/tmp}/fastgan-tests.XXXXXX"); trap 'rm -rf "$$d"' EXIT; \
+	cp -r tests pyproject.toml README.md "$$d"/; cd "$$d"; \
+	$(abspath $(1)) -c 'import fastgan, fastgan._backend as b; print("testing", fastgan.__file__); print(b.summary())'; \
+	FASTGAN_BACKEND=ext $(abspath $(1)) -m pytest tests -q -p no:cacheprovider --durations=10 $(2)
+endef
+
+.PHONY: setup build cpptest pytest test bench run gpu-check clean wheel wheel-test sdist-test FORCE
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip $(BUILD_DEPS)
-	$(VPY) -m pip install -q torch==$(TORCH) $(TEST_DEPS)
-	$(VPY) -m pip install -q $(RUNTIME_DEPS)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q torch==$(TORCH) $(BUILD_DEPS) $(TEST_DEPS) $(RUNTIME_DEPS)
 	$(install-dataset)
 	touch $(STAMP)
 
@@ -64,7 +75,7 @@ cpptest: setup
 
 # FASTGAN_BACKEND=ext: a missing or broken build fails the tests instead of falling back.
 pytest: build
-	FASTGAN_BACKEND=ext $(VPY) -m pytest tests -q
+	FASTGAN_BACKEND=ext $(VPY) -m pytest tests -q --durations=10
 
 test: cpptest pytest
 
@@ -78,12 +89,38 @@ bench: build
 run: build
 	$(VPY) -m fastgan train --preset fmnist-dcgan --out runs/fmnist-dcgan
 
+# A wheel (holding fastgan._C built against this venv's torch, with CUDA kernels when nvcc
+# is found) and an sdist, both built from this tree (so the wheel reuses build/'s objects).
+wheel: $(STAMP)
+	rm -rf dist
+	MAX_JOBS=$${MAX_JOBS:-2} $(VPY) -m build --no-isolation --sdist --wheel --outdir dist .
+	$(VPY) -m zipfile -l dist/fastgan-*.whl | grep -E 'fastgan/_C\.'
+
+# The wheel installed into a fresh venv, and the tests run against it from outside the tree.
+WHEEL_VENV := build/venv-wheel
+wheel-test: wheel
+	rm -rf $(WHEEL_VENV)
+	$(PY) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q torch==$(TORCH) "$$(ls dist/fastgan-*.whl)[test]"
+	$(call test-installed,$(WHEEL_VENV)/bin/python,)
+
+# The sdist built and installed in a fresh venv (a full compile, in pip's temporary folder),
+# and the tests run against it. FASTGAN_CUDA=0 makes it a CPU-only build.
+SDIST_VENV := build/venv-sdist
+sdist-test: wheel
+	rm -rf $(SDIST_VENV)
+	$(PY) -m venv $(SDIST_VENV)
+	$(SDIST_VENV)/bin/python -m pip install -q torch==$(TORCH) $(BUILD_DEPS)
+	MAX_JOBS=$${MAX_JOBS:-2} $(SDIST_VENV)/bin/python -m pip install -q --no-build-isolation \
+	  "$$(ls $(abspath dist)/fastgan-*.tar.gz)[test]"
+	$(call test-installed,$(SDIST_VENV)/bin/python,)
+
 # On a GPU machine: build with CUDA, run every CUDA test, print the CUDA timing tables.
 gpu-check:
 	bash bench/gpu_check.sh
 
 clean:
-	rm -rf build build-cmake fastgan/_C*.so *.egg-info
+	rm -rf build build-cmake dist fastgan/_C*.so *.egg-info
 
 # Metrics benchmark (issue 6): 2048-d Frechet distance vs scipy sqrtm; classifier-FID of 10k samples.
 bench-metrics: build
