@@ -105,23 +105,13 @@ $(COMPAT_VENV)/.deps-installed: pyproject.toml Makefile
 
 compat-setup: $(COMPAT_VENV)/.deps-installed
 
-# Tests that fail on torch 2.11.0 only, deselected by name (and printed) so that the rest
-# of the suite guards 2.11; see README, Install. torch.compile(fullgraph=True) through the
-# ops: torch 2.11's Dynamo cannot trace ContextVar.get, which fastgan/_backend.py's
-# per-thread backend switch calls (torch 2.14.1's can, and guards on its value).
-COMPAT_KNOWN_FAILURES := \
-	tests/test_bias_act.py::test_torch_compile_fullgraph \
-	tests/test_grad_penalty.py::test_compile_fullgraph \
-	tests/test_upfirdn2d.py::test_compile_fullgraph \
-	tests/test_upsample_conv2d.py::test_compile_fullgraph
 # Without the slow tests (the classifier training alone is minutes), so that CI, which runs
 # this after `make test`, stays well inside its time; COMPAT_PYTEST_ARGS= runs them too.
 COMPAT_PYTEST_ARGS ?= -m "not slow"
 
 test-compat: compat-setup
 	FASTGAN_CUDA=0 MAX_JOBS=$${MAX_JOBS:-2} $(CPY) -m pip install -q --no-build-isolation --no-deps .
-	@echo "known failures on torch $(COMPAT_TORCH), deselected:"; printf '  %s\n' $(COMPAT_KNOWN_FAILURES)
-	$(call test-installed,$(CPY),$(addprefix --deselect ,$(COMPAT_KNOWN_FAILURES)) $(COMPAT_PYTEST_ARGS))
+	$(call test-installed,$(CPY),$(COMPAT_PYTEST_ARGS))
 
 # A wheel (holding fastgan._C built against this venv's torch, with CUDA kernels when nvcc
 # is found) and an sdist, both built from this tree (so the wheel reuses build/'s objects).
