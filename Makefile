@@ -120,13 +120,15 @@ wheel: $(STAMP)
 	MAX_JOBS=$${MAX_JOBS:-2} $(VPY) -m build --no-isolation --sdist --wheel --outdir dist .
 	$(VPY) -m zipfile -l dist/fastgan-*.whl | grep -E 'fastgan/_C\.'
 
-# The wheel installed into a fresh venv, and the tests run against it from outside the tree.
+# The wheel installed into a fresh venv, and the tests run against it from outside the tree
+# (INSTALLED_PYTEST_ARGS: more pytest arguments, here and in sdist-test, e.g. -m "not slow").
 WHEEL_VENV := build/venv-wheel
+INSTALLED_PYTEST_ARGS ?=
 wheel-test: wheel
 	rm -rf $(WHEEL_VENV)
 	$(PY) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q torch==$(TORCH) "$$(ls dist/fastgan-*.whl)[test]"
-	$(call test-installed,$(WHEEL_VENV)/bin/python,)
+	$(call test-installed,$(WHEEL_VENV)/bin/python,$(INSTALLED_PYTEST_ARGS))
 
 # The sdist built and installed in a fresh venv (a full compile, in pip's temporary folder),
 # and the tests run against it. FASTGAN_CUDA=0 makes it a CPU-only build.
@@ -137,7 +139,7 @@ sdist-test: wheel
 	$(SDIST_VENV)/bin/python -m pip install -q torch==$(TORCH) $(BUILD_DEPS)
 	MAX_JOBS=$${MAX_JOBS:-2} $(SDIST_VENV)/bin/python -m pip install -q --no-build-isolation \
 	  "$$(ls $(abspath dist)/fastgan-*.tar.gz)[test]"
-	$(call test-installed,$(SDIST_VENV)/bin/python,)
+	$(call test-installed,$(SDIST_VENV)/bin/python,$(INSTALLED_PYTEST_ARGS))
 
 # On a GPU machine: build with CUDA, run every CUDA test, print the CUDA timing tables.
 gpu-check:
