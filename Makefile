@@ -25,9 +25,10 @@ define install-dataset
 	  echo "warning: could not install dataset-fashion-mnist (the training presets need it)"
 endef
 
-# Runs tests/ (copied, with pyproject.toml and README.md, which tests/test_cli.py reads) against the fastgan
-# installed in the venv of python $(1), from a fresh folder outside the source tree, so
-# that `import fastgan` finds the installed package, not ./fastgan. $(2): pytest arguments.
+# Runs tests/ against the fastgan installed in the venv of python $(1), from a fresh folder
+# outside the source tree, so that `import fastgan` finds the installed package, not
+# ./fastgan; pyproject.toml (the pytest settings) and README.md go along, tests/test_cli.py
+# reads both. $(2): more pytest arguments.
 define test-installed
 	set -e; d=$$(mktemp -d "$${TMPDIR:-/tmp}/fastgan-tests.XXXXXX"); trap 'rm -rf "$$d"' EXIT; \
 	cp -r tests pyproject.toml README.md "$$d"/; cd "$$d"; \
