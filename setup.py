@@ -79,6 +79,18 @@ def _extra_cuda_includes(cuda_home: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _prefer_environment_ninja() -> None:
+    """Puts the ninja of this Python's environment (the `ninja` build requirement) first on
+    PATH. torch runs whichever `ninja` PATH finds, and ninja versions disagree on the log
+    that records the compile commands (1.11 writes v5, 1.12+ discards it and writes v7):
+    `make build` (venv on PATH) and a plain `.venv/bin/pip install -e .` would each
+    recompile every file after the other."""
+    bindir = Path(sys.executable).parent
+    if Path(bindir, "ninja").exists():
+        os.environ["PATH"] = os.pathsep.join([str(bindir), os.environ.get("PATH", "")])
+
+
+_prefer_environment_ninja()
 cuda_home = _cuda_home()
 with_cuda, cuda_reason = _want_cuda(cuda_home)
 if with_cuda:

@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import cuda_bench  # noqa: E402  (time_ms: CUDA events, median)
-from test_bench_penalties import FastCritic, FastResD, NaiveCritic, NaiveResD  # noqa: E402
+from test_bench_penalties import FastCritic, NaiveCritic, _res_d  # noqa: E402
 
 from fastgan.losses import r1_penalty, r1_penalty_naive, wgan_gp_penalty, wgan_gp_penalty_naive  # noqa: E402
 
@@ -27,8 +27,10 @@ def main():
     torch.manual_seed(0)
     for layout in ("contiguous", "channels_last"):
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        fast = FastResD().cuda().to(memory_format=fmt)
-        naive = NaiveResD(fast).cuda().to(memory_format=fmt)
+        # the StyleGAN2-style discriminator of the CPU bench (test_r1_step), same weights
+        fast, naive = _res_d("fastgan"), _res_d("stock")
+        naive.load_state_dict(fast.state_dict())
+        fast, naive = fast.cuda().to(memory_format=fmt), naive.cuda().to(memory_format=fmt)
         x = torch.randn(16, 3, 64, 64, device="cuda").contiguous(memory_format=fmt)
         torch.testing.assert_close(r1_penalty(fast, x, 10.0), r1_penalty_naive(naive, x, 10.0), rtol=1e-3, atol=1e-5)
 
