@@ -80,8 +80,12 @@ cpptest: setup
 	ctest --test-dir build-cmake --output-on-failure
 
 # FASTGAN_BACKEND=ext: a missing or broken build fails the tests instead of falling back.
+# Then the CUDA test files once more with FASTGAN_TEST_CUDA_ON_CPU=1: the same test bodies
+# on the CPU kernels (bf16 autocast through every op and module included), so that their
+# own logic is checked on every run, not first on a GPU machine.
 pytest: build
 	FASTGAN_BACKEND=ext $(VPY) -m pytest tests -q --durations=10
+	FASTGAN_BACKEND=ext FASTGAN_TEST_CUDA_ON_CPU=1 $(VPY) -m pytest $(wildcard tests/test_*_cuda.py) -q -p no:cacheprovider
 
 test: cpptest pytest
 
