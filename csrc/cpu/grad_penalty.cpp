@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -19,6 +20,16 @@
 
 namespace fastgan::cpu {
 namespace {
+
+// bfloat16 -> float is the 16 bits moved to the top of a float: written as integer code the
+// compiler vectorizes it (c10::BFloat16's conversion operator is not), so bf16 gradients
+// are read in blocks converted into a float scratch, then summed like float32 ones. The
+// lane assignment of the sums is the same, so results do not depend on the path.
+inline void bf16_to_float(const c10::BFloat16* src, float* dst, int64_t n) {
+  const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
+  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) d[i] = static_cast<uint32_t>(s[i]) << 16;
+}
 
 // Sum of squares of n elements. kLanes independent accumulators: the compiler turns the
 // inner loop into SIMD multiply-adds without reassociating any single accumulator, so the
@@ -39,6 +50,28 @@ acc_t sumsq(const scalar_t* p, int64_t n) {
     acc[j] += v * v;
   }
   // fixed pairwise tree
+  for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  return acc[0];
+}
+
+// bfloat16: the same 16 lanes and tree, over blocks converted to float. Every block but the
+// last has a multiple of 16 elements, so each element lands in the lane it would above.
+template <>
+float sumsq<c10::BFloat16, float>(const c10::BFloat16* p, int64_t n) {
+  constexpr int kLanes = 16;
+  constexpr int64_t kBlock = 1024;
+  float buf[kBlock];
+  float acc[kLanes] = {};
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t len = std::min(kBlock, n - start);
+    bf16_to_float(p + start, buf, len);
+    int64_t i = 0;
+    for (; i + kLanes <= len; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) acc[j] += buf[i + j] * buf[i + j];
+    }
+    for (int j = 0; i < len; ++i, ++j) acc[j] += buf[i] * buf[i];
+  }
   for (int w = kLanes / 2; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
   return acc[0];

@@ -262,7 +262,9 @@ struct Kernel {
         const int64_t b = t / nblocks;
         const int64_t oy0 = (t % nblocks) * block;
         const int64_t oy1 = std::min(a.out_h, oy0 + block);
-        if (a.separable) {
+        if (a.separable && a.lanes == 1 && ay.down > ay.up) {
+          separable_block_y_first(b, oy0, oy1, s);
+        } else if (a.separable) {
           separable_block(b, oy0, oy1, s);
         } else {
           full_block(b, oy0, oy1, s);
@@ -348,6 +350,38 @@ struct Kernel {
       const int n = taps_of(ay, cy.data(), oy, wy.data(), iy.data());
       for (int j = 0; j < n; ++j) s.pa[j] = s.tmp.data() + (iy[j] - lo) * rowlen;
       combine<false>(n, rowlen, wy.data(), s.pa.data(), out + oy * rowlen, s.big);
+    }
+  }
+
+  // NCHW with y downsampling: the y pass first (each output row combines whole input rows,
+  // unit stride), then the x pass on that one row: the x pass, whose cost is mostly per
+  // row on small images, then runs on out_h rows instead of the in_h the other order needs.
+  void separable_block_y_first(int64_t b, int64_t oy0, int64_t oy1, Scratch& s) {
+    const int64_t W = a.in_w;
+    const int64_t T = std::max<int64_t>(1, max_taps(ay));
+    std::vector<acc_t> wy(T);
+    std::vector<int64_t> iy(T);
+    s.ps.resize(T);
+    s.acc.resize(W);
+    s.tmp.resize(a.out_w);
+    const scalar_t* in = in_plane(b);
+    scalar_t* out = out_plane(b);
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const int n = taps_of(ay, cy.data(), oy, wy.data(), iy.data());
+      for (int j = 0; j < n; ++j) s.ps[j] = in + iy[j] * W;
+      combine<false>(n, W, wy.data(), s.ps.data(), s.acc.data(), s.big);
+      if (ax.up == 1 && ax.down == 2) {
+        xpass_down2<false>(ax, cx.data(), s.acc.data(), s.tmp.data(), s.ph);
+      } else {
+        if (!s.row_ready) {
+          s.row = padded_row_bounds<acc_t>(ax);
+          s.row_ready = true;
+        }
+        load_row(s.row, s.acc.data(), W);
+        xpass_contig<false>(ax, cx.data(), s.row, s.tmp.data(), s.ph);
+      }
+      scalar_t* dst = out + oy * a.out_w;
+      for (int64_t l = 0; l < a.out_w; ++l) dst[l] = static_cast<scalar_t>(s.tmp[l]);
     }
   }
 
