@@ -75,9 +75,16 @@ class _ActMixin:
         return f", act={self.act}, layers={self.layers}"
 
 
+# Convolutions with at most this many input rows per output pixel (in_channels * kh * kw)
+# compute their input gradient as col2im(W^T G): measured for 1-channel images (16 rows).
+# With 3-channel images (48 rows) the GEMM + col2im path lost to oneDNN in WGAN-GP's double
+# backward (its own backward, im2col + batched GEMM, copies), so the bound stays at 16.
+_THIN_IN_ROWS = 16
+
+
 class _ThinConv2d(torch.autograd.Function):
     """conv2d (groups 1, dilation 1, zero padding) whose input gradient is computed as
-    col2im(W^T G): for a thin input (in_channels * kh * kw <= _THIN_ROWS, e.g. a
+    col2im(W^T G): for a thin input (in_channels * kh * kw <= _THIN_IN_ROWS, e.g. a
     discriminator's first layer on 1-channel images) oneDNN's input gradient is slow
     (~7 ms vs ~2 ms at 1 -> 32 channels, 4x4, stride 2, 28 px, batch 128). Forward and
     weight gradient are ATen's. The backward is made of differentiable ops, so gradient
@@ -123,7 +130,7 @@ class Conv2dAct(nn.Conv2d, _ActMixin):
         if (x.device.type == "cpu" and x.dim() == 4 and x.requires_grad and self.groups == 1
                 and tuple(self.dilation) == (1, 1) and self.padding_mode == "zeros"
                 and not isinstance(self.padding, str) and x.dtype == w.dtype
-                and w.shape[1] * w.shape[2] * w.shape[3] <= _THIN_ROWS
+                and w.shape[1] * w.shape[2] * w.shape[3] <= _THIN_IN_ROWS
                 and not torch.is_autocast_enabled("cpu")):
             y = _ThinConv2d.apply(x, w, tuple(self.stride), tuple(self.padding))
         else:
