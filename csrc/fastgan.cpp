@@ -42,4 +42,21 @@ TORCH_LIBRARY(fastgan, m) {
       "fir_bias_act_grad(Tensor grad, Tensor saved, Tensor? gz, float[] f, int fh, int fw,"
       " bool separable, int[] pad, int in_h, int in_w, str act, float alpha, float gain,"
       " float clamp, bool reduce) -> (Tensor, Tensor)");
+  // Batch normalization followed by bias_act's activation, in one pass forward (after one
+  // pass for the batch statistics when training) and two passes backward:
+  //   y = clamp(act(weight * (x - mean) * invstd + bias, alpha) * gain, -clamp, clamp)
+  // over channel dim 1. training: mean and invstd = 1 / sqrt(var + eps) of the batch (biased
+  // var); else from running_mean / running_var, which the op only reads. Returns (y, mean,
+  // invstd, var): var is what a running variance averages, the unbiased batch variance when
+  // training (running_var when not); the statistics are float32 (float64 for float64 x).
+  m.def(
+      "batch_norm_act(Tensor x, Tensor? weight, Tensor? bias, Tensor? running_mean,"
+      " Tensor? running_var, bool training, float eps, str act, float alpha, float gain,"
+      " float clamp) -> (Tensor, Tensor, Tensor, Tensor)");
+  // The backward for the saved (mean, invstd): (grad_x, grad_weight, grad_bias); an output
+  // not in output_mask (or for an absent weight / bias) is an empty tensor.
+  m.def(
+      "batch_norm_act_backward(Tensor grad, Tensor x, Tensor? weight, Tensor? bias,"
+      " Tensor save_mean, Tensor save_invstd, bool training, str act, float alpha, float gain,"
+      " float clamp, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 }

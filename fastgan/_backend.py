@@ -46,6 +46,8 @@ EXPECTED_OPS = (
     "upfirdn2d",
     "fir_bias_act",
     "fir_bias_act_grad",
+    "batch_norm_act",
+    "batch_norm_act_backward",
 )
 
 _REBUILD = "rebuild it: `make build`, or `pip install --no-build-isolation .` again"

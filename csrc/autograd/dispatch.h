@@ -11,6 +11,7 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/string_view.h>
 
+#include <array>
 #include <optional>
 #include <tuple>
 
@@ -82,6 +83,41 @@ inline TensorPair fir_bias_act_grad(const at::Tensor& grad, const at::Tensor& sa
           "fastgan::fir_bias_act_grad");
   return op.call(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w, act, alpha, gain,
                  clamp, reduce);
+}
+
+using TensorTriple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+using TensorQuad = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+inline TensorQuad batch_norm_act(const at::Tensor& x, const std::optional<at::Tensor>& weight,
+                                   const std::optional<at::Tensor>& bias,
+                                   const std::optional<at::Tensor>& running_mean,
+                                   const std::optional<at::Tensor>& running_var, bool training,
+                                   double eps, c10::string_view act, double alpha, double gain,
+                                   double clamp) {
+  static const auto op =
+      find_op<TensorQuad(const at::Tensor&, const std::optional<at::Tensor>&,
+                           const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                           const std::optional<at::Tensor>&, bool, double, c10::string_view,
+                           double, double, double)>("fastgan::batch_norm_act");
+  return op.call(x, weight, bias, running_mean, running_var, training, eps, act, alpha, gain,
+                 clamp);
+}
+
+inline TensorTriple batch_norm_act_backward(const at::Tensor& grad, const at::Tensor& x,
+                                            const std::optional<at::Tensor>& weight,
+                                            const std::optional<at::Tensor>& bias,
+                                            const at::Tensor& save_mean,
+                                            const at::Tensor& save_invstd, bool training,
+                                            c10::string_view act, double alpha, double gain,
+                                            double clamp, std::array<bool, 3> output_mask) {
+  static const auto op =
+      find_op<TensorTriple(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                           const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                           bool, c10::string_view, double, double, double, std::array<bool, 3>)>(
+          "fastgan::batch_norm_act_backward");
+  return op.call(grad, x, weight, bias, save_mean, save_invstd, training, act, alpha, gain, clamp,
+                 output_mask);
 }
 
 // True when autograd must record a node: grad mode on and some tensor input requires grad.

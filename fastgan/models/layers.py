@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._backend import memory_format_of
+from ..ops.batch_norm_act import batch_norm_act
 from ..ops.bias_act import bias_act
 from ..ops.conv2d_resample import conv2d_resample
 from ..ops.upfirdn2d import setup_filter, upsample2d
@@ -224,14 +225,18 @@ class BatchNormAct(nn.BatchNorm2d, _ActMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layers == "stock":
             return stock_bias_act(super().forward(x), None, self.act, self.alpha, self.gain, self.clamp)
+        # nn.BatchNorm2d.forward's bookkeeping, then one fused op
         self._check_input_dim(x)
-        use_batch = self.training or self.running_mean is None
-        if self.training and self.num_batches_tracked is not None:
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
-        y = F.batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
-                         self.running_var if not self.training or self.track_running_stats else None,
-                         self.weight, None, use_batch, self.momentum, self.eps)
-        return self._bias_act(y, self.bias)
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats
+        return batch_norm_act(x, self.running_mean if keep else None, self.running_var if keep else None,
+                              self.weight, self.bias, use_batch, factor, self.eps, self.act, self.alpha,
+                              self.gain, self.clamp)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._act_repr()

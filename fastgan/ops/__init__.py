@@ -8,6 +8,7 @@ from .._backend import (
     set_backend,
     use_reference,
 )
+from .batch_norm_act import batch_norm_act, batch_norm_act_ref
 from .bias_act import ACTIVATIONS, bias_act, bias_act_ref, fused_leaky_relu
 from .conv2d_gradfix import conv2d, conv_transpose2d, linear, no_weight_gradients, weight_gradients_disabled
 from .grad_penalty import grad_penalty, grad_penalty_ref, grad_sqnorm, grad_sqnorm_ref
@@ -30,6 +31,8 @@ from .upsample_conv2d import (
 __all__ = [
     "ACTIVATIONS",
     "backend_info",
+    "batch_norm_act",
+    "batch_norm_act_ref",
     "bias_act",
     "bias_act_ref",
     "conv2d",
