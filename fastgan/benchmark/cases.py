@@ -342,7 +342,7 @@ class _TrainStep:
         self.state = None
 
     def configure(self, device, dtype, layout, size):
-        from fastgan.models import build_models
+        from fastgan.train.build import build_models
 
         cfg = _train_config(self.model, size)
         torch.manual_seed(0)
@@ -488,7 +488,7 @@ class _PenaltyStep:
         return make_config(preset, overrides=sizes[size])
 
     def configure(self, device, dtype, layout, size):
-        from fastgan.models import build_models
+        from fastgan.train.build import build_models
 
         torch.manual_seed(0)
         _, D = build_models(self.config(self.kind, size), 0, layers=self.layers)
