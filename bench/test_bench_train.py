@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from fastgan import losses
-from fastgan.models import build_models
+from fastgan.train.build import build_models
 from fastgan.train.config import make_config
 
 MAXCH = int(os.environ.get("FASTGAN_BENCH_MAXCH", "128"))

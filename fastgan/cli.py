@@ -174,7 +174,7 @@ def _cmd_info(args, parser) -> int:
     return 0
 
 
-def _delegate(name: str, module: str, argv: list) -> int:
+def _delegate(name: str, module: str, argv: list, **kwargs) -> int:
     import importlib
 
     try:
@@ -182,15 +182,25 @@ def _delegate(name: str, module: str, argv: list) -> int:
         entry = getattr(mod, "main")
     except (ImportError, AttributeError) as e:
         return user_error(f"fastgan {name}", f"not available in this build: {e}")
-    rc = entry(argv)
+    rc = entry(argv, **kwargs)
     return int(rc or 0)
+
+
+def _load_generator_for_eval(path, device):
+    """``fastgan eval``'s checkpoint loader: fastgan.metrics never imports fastgan.train, the
+    command wires them together (train is imported only when a checkpoint is read)."""
+    from .train.evaluation import load_generator_for_eval
+
+    return load_generator_for_eval(path, device)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # eval / bench hand every argument to their own parser
-    if argv and argv[0] in ("eval", "bench"):
-        return _delegate(argv[0], "metrics" if argv[0] == "eval" else "benchmark", argv[1:])
+    if argv and argv[0] == "eval":
+        return _delegate("eval", "metrics", argv[1:], checkpoint_loader=_load_generator_for_eval)
+    if argv and argv[0] == "bench":
+        return _delegate("bench", "benchmark", argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand's parser: "fastgan info: error: unrecognized arguments: ..."

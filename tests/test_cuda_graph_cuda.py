@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from fastgan import losses
-from fastgan.models import build_models
+from fastgan.train.build import build_models
 from fastgan.train.config import make_config
 from tests.cuda_device import MARKS, cuda_only
 

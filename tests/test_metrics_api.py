@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 
 import pytest
 import torch
@@ -144,7 +143,7 @@ def test_generator_source_deterministic_and_validated():
         list(GeneratorSource(lambda z: z, latent_dim=3).batches(2, 2))
 
 
-def test_checkpoint_hook(tmp_path, monkeypatch):
+def test_checkpoint_hook(tmp_path):
     ckpt = tmp_path / "run"
     ckpt.mkdir()
     with pytest.raises(FileNotFoundError):
@@ -159,11 +158,30 @@ def test_checkpoint_hook(tmp_path, monkeypatch):
     register_checkpoint_loader(loader)
     src, info = generator_from_checkpoint(ckpt)
     assert seen["path"] == ckpt and src.conditional and info["dataset"] == "/some/root"
+    # a registered loader wins over the one passed in
+    src, _ = generator_from_checkpoint(ckpt, loader=lambda p, d: pytest.fail("the registered loader must win"))
+    assert src.conditional
     register_checkpoint_loader(None)
-    with monkeypatch.context() as m:  # a build without fastgan.train
-        m.setitem(sys.modules, "fastgan.train", None)
-        with pytest.raises(CheckpointLoaderUnavailable, match="load_generator_for_eval"):
-            generator_from_checkpoint(ckpt)
+    # metrics reads no checkpoints itself (it never imports fastgan.train): a loader must be given
+    with pytest.raises(CheckpointLoaderUnavailable, match="load_generator_for_eval"):
+        generator_from_checkpoint(ckpt)
+    seen.clear()
+    src, info = generator_from_checkpoint(ckpt, "cpu", loader=loader)
+    assert seen["path"] == ckpt and src.num_classes == 3 and info["dataset"] == "/some/root"
+
+
+def test_cli_uses_the_loader_it_is_given(tmp_path, capsys):
+    seen = []
+
+    def loader(path, device):
+        seen.append((path, device))
+        return {"generator": lambda z: torch.tanh(z.view(-1, 1, 4, 4)), "latent_dim": 16}
+
+    rc = cli.main([str(tmp_path), "--metrics", "fid", "--device", "cpu"], checkpoint_loader=loader)
+    assert rc == 2 and "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err  # got past the loading
+    assert seen == [(tmp_path, "cpu")]
+    assert cli.main([str(tmp_path), "--metrics", "fid", "--device", "cpu"]) == 2  # no loader
+    assert "fastgan.metrics reads no checkpoints itself" in capsys.readouterr().err
 
 
 def test_cli_without_inception_weights(tmp_path, capsys):

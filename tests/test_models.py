@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from fastgan.models import DCGANDiscriminator, DCGANGenerator, build_models
+from fastgan.models import DCGANDiscriminator, DCGANGenerator
 from fastgan.models.layers import BatchNormAct, Conv2dAct, ConvTranspose2dAct, LinearAct
+from fastgan.train.build import build_models
 from fastgan.train.config import PRESETS, make_config
 
 

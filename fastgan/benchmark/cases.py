@@ -194,15 +194,6 @@ register(
 _FIR = (1.0, 3.0, 3.0, 1.0)
 
 
-def _has_op(name: str) -> Callable[[], bool]:
-    def check() -> bool:
-        import fastgan.ops
-
-        return hasattr(fastgan.ops, name)
-
-    return check
-
-
 def _image_inputs(full, quick, tiny):
     def make(device, dtype, layout, size, gen):
         shape = {"full": full, "quick": quick, "tiny": tiny}[size]
@@ -260,7 +251,6 @@ for _name, _up, _down, _pad, _desc in (
             impls=_impls(_upfirdn_fastgan(_up, _down, _pad), _upfirdn_stock(_up, _down, _pad)),
             memory_bound=True,
             min_bytes=_elementwise_bytes,
-            available=_has_op("upfirdn2d"),
         )
     )
 
@@ -293,7 +283,6 @@ register(
         impls=_impls(_penalty_fastgan, _penalty_stock),
         memory_bound=True,
         min_bytes=lambda inputs, out: inputs[0].numel() * inputs[0].element_size(),
-        available=_has_op("grad_penalty"),
     )
 )
 
@@ -342,7 +331,7 @@ class _TrainStep:
         self.state = None
 
     def configure(self, device, dtype, layout, size):
-        from fastgan.models import build_models
+        from fastgan.train.build import build_models
 
         cfg = _train_config(self.model, size)
         torch.manual_seed(0)
@@ -452,7 +441,6 @@ register(
         description="fused upsampling block: 3x3 transposed conv x2, [1,3,3,1] blur, bias, lrelu",
         make_inputs=_up_block_inputs,
         impls=_impls(_up_block_fastgan, _up_block_stock),
-        available=_has_op("upsample_conv2d"),
         # a layer of chained bf16 roundings (conv output, filter, grads): every
         # implementation, stock eager included, lands up to ~10% off the float64 result
         tolerance={torch.bfloat16: 0.2, torch.float16: 0.03},
@@ -488,7 +476,7 @@ class _PenaltyStep:
         return make_config(preset, overrides=sizes[size])
 
     def configure(self, device, dtype, layout, size):
-        from fastgan.models import build_models
+        from fastgan.train.build import build_models
 
         torch.manual_seed(0)
         _, D = build_models(self.config(self.kind, size), 0, layers=self.layers)
@@ -686,7 +674,6 @@ def _register_overhead() -> None:
                     make_inputs=_tiny_inputs(hw, extra),
                     # checked against the stock composition run in float64
                     impls={"fastgan": fastgan_fn, "raw": raw, "eager": stock},
-                    available=_has_op(public),
                     repeat=200,
                     # the conv blocks chain bf16 roundings (see upsample_conv2d above):
                     # stock eager itself lands ~10% off the float64 result there

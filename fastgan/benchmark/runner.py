@@ -298,12 +298,11 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
             repeat = case.repeat if settings.repeat is None else settings.repeat
             stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step, repeat)
             res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
-            if step:
-                pass  # the step's own memory is not separated from its models' state
-            elif device.type == "cuda":
-                res.peak_bytes = _peak_bytes(fn, sets[0], grads[0], device)
-            elif train:
-                res.saved_bytes = _saved_bytes(fn, sets[0], grads[0])
+            if not step:  # a step's own memory is not separated from its models' state
+                if device.type == "cuda":
+                    res.peak_bytes = _peak_bytes(fn, sets[0], grads[0], device)
+                elif train:
+                    res.saved_bytes = _saved_bytes(fn, sets[0], grads[0])
             if case.memory_bound and case.min_bytes is not None and not train:
                 res.bytes_moved = int(case.min_bytes(sets[0], got[0]))
                 res.bandwidth_gbs = res.bytes_moved / stats.median / 1e9

@@ -4,7 +4,9 @@
     fastgan eval --train-classifier [--data ROOT]        # once per dataset, cached
     fastgan eval RUN --metrics fid,kid,is --inception-weights pt_inception-2015-12-05-6726825d.pth
 
-``main(argv) -> int`` is what the ``fastgan`` command dispatches ``eval`` to. A user error (a
+``main(argv, checkpoint_loader) -> int`` is what the ``fastgan`` command dispatches ``eval`` to,
+with ``fastgan.train.load_generator_for_eval`` as the loader (fastgan.metrics never imports
+fastgan.train; see fastgan.metrics.sources). A user error (a
 bad flag value, a missing or corrupt checkpoint, a missing dataset or weights file) is one line
 on stderr, ``fastgan eval: error: ...``, and exit status 2.
 """
@@ -15,7 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .._cli_common import ArgumentParser, check_device, user_error
 
@@ -59,7 +61,9 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, checkpoint_loader: Optional[Callable] = None) -> int:
+    """``fastgan eval``; ``checkpoint_loader(path, device)`` reads the checkpoint (a loader
+    registered with fastgan.metrics.sources.register_checkpoint_loader takes precedence)."""
     import torch
 
     from ..data import load_idx_dataset
@@ -75,7 +79,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_device(device)
         source, info = (None, {})
         if args.checkpoint:
-            source, info = generator_from_checkpoint(args.checkpoint, device)
+            source, info = generator_from_checkpoint(args.checkpoint, device, loader=checkpoint_loader)
         data_root = args.data or info.get("dataset")
         classifier = None
         if args.train_classifier:

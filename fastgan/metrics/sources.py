@@ -6,9 +6,10 @@ Batches are numbered; batch ``b`` always holds the same samples (its latents are
 a generator seeded with ``(seed, b)``), so results do not depend on the batch order or on
 how batches are split across DDP ranks (rank r takes batches b with b % world == r).
 
-Checkpoints: :func:`generator_from_checkpoint` is the hook to the training package. It
-uses a loader registered with :func:`register_checkpoint_loader`, else
-``fastgan.train.load_generator_for_eval`` imported lazily. Either is called as
+Checkpoints: fastgan.metrics reads none itself (it never imports fastgan.train, whose
+checkpoints they are). :func:`generator_from_checkpoint` uses a loader registered with
+:func:`register_checkpoint_loader`, else the one it is given (``fastgan eval`` gives it
+``fastgan.train.load_generator_for_eval``). Either is called as
 ``loader(path, device)`` and returns a :class:`GeneratorSource`, or a dict with keys
 ``generator`` (callable), ``latent_dim`` (int), ``num_classes`` (int or None) and optionally
 ``dataset`` (the IDX root the model was trained on) and ``name``. For a file it cannot load
@@ -190,7 +191,7 @@ def image_folder_source(folder: Union[str, os.PathLike], grayscale: bool = False
 
 
 class CheckpointLoaderUnavailable(RuntimeError):
-    """No way to turn a checkpoint into a generator (fastgan.train missing)."""
+    """No way to turn a checkpoint into a generator: no loader registered or given."""
 
 
 _checkpoint_loader: Optional[Callable] = None
@@ -202,22 +203,23 @@ def register_checkpoint_loader(fn: Optional[Callable]) -> None:
     _checkpoint_loader = fn
 
 
-def generator_from_checkpoint(path: Union[str, os.PathLike], device="cpu") -> Tuple[GeneratorSource, dict]:
-    """(source, info) for a checkpoint file or run directory; info may name ``dataset``."""
+def generator_from_checkpoint(path: Union[str, os.PathLike], device="cpu",
+                              loader: Optional[Callable] = None) -> Tuple[GeneratorSource, dict]:
+    """(source, info) for a checkpoint file or run directory; info may name ``dataset``.
+
+    Loads with the loader registered with :func:`register_checkpoint_loader`, else ``loader``
+    (e.g. ``fastgan.train.load_generator_for_eval``, what ``fastgan eval`` passes)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint or run directory")
-    loader = _checkpoint_loader
+    loader = _checkpoint_loader or loader
     if loader is None:
-        try:
-            import fastgan.train as train_pkg  # lazy: the training package is optional here
-            loader = getattr(train_pkg, "load_generator_for_eval")
-        except (ImportError, AttributeError) as e:
-            raise CheckpointLoaderUnavailable(
-                f"cannot load {path}: fastgan.train.load_generator_for_eval is not available ({e}). "
-                "Register a loader with fastgan.metrics.sources.register_checkpoint_loader(fn), or call "
-                "fastgan.metrics.compute_metrics with a GeneratorSource."
-            ) from e
+        raise CheckpointLoaderUnavailable(
+            f"cannot load {path}: fastgan.metrics reads no checkpoints itself. Use `fastgan eval`, pass "
+            "loader=fastgan.train.load_generator_for_eval, register a loader with "
+            "fastgan.metrics.sources.register_checkpoint_loader(fn), or call "
+            "fastgan.metrics.compute_metrics with a GeneratorSource."
+        )
     out = loader(path, device)
     if isinstance(out, GeneratorSource):
         return out, {}

@@ -1,38 +1,10 @@
 """GAN models. Every model is buildable with ``layers='fastgan'`` (fused bias + activation
-kernels, the default) or ``layers='stock'`` (plain PyTorch) with identical state dicts."""
+kernels, the default) or ``layers='stock'`` (plain PyTorch) with identical state dicts.
 
-from __future__ import annotations
-
-from typing import Optional
-
-from torch import nn
+The constructors take plain arguments; a training config is mapped onto them by
+:func:`fastgan.train.build.build_models`."""
 
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .layers import LAYER_KITS
 
-__all__ = ["DCGANGenerator", "DCGANDiscriminator", "build_models", "LAYER_KITS"]
-
-
-def build_models(cfg, num_classes: int = 0, layers: Optional[str] = None) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for a :class:`fastgan.train.config.TrainConfig`."""
-    layers = layers or cfg.layers
-    clamp = cfg.act_clamp if cfg.act_clamp is not None else (256.0 if cfg.precision == "fp16" else None)
-    if cfg.model in ("dcgan", "cgan", "wgan", "wgan-gp"):
-        nc = num_classes if cfg.model == "cgan" else 0
-        if cfg.model == "cgan" and nc < 1:
-            raise ValueError("num_classes: the conditional GAN needs a labelled dataset with >= 1 class")
-        G = DCGANGenerator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, nc, layers=layers, clamp=clamp)
-        D = DCGANDiscriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, nc,
-                               norm="none" if cfg.model == "wgan-gp" else cfg.d_norm, layers=layers, clamp=clamp)
-        return G, D
-    if cfg.model == "progan":
-        from .progan import ProGANDiscriminator, ProGANGenerator
-        G = ProGANGenerator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers)
-        D = ProGANDiscriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers)
-        return G, D
-    if cfg.model == "stylegan2":
-        from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-        G = StyleGAN2Generator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers, clamp=clamp)
-        D = StyleGAN2Discriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers, clamp=clamp)
-        return G, D
-    raise ValueError(f"model: unknown {cfg.model!r}")
+__all__ = ["DCGANGenerator", "DCGANDiscriminator", "LAYER_KITS"]

@@ -262,8 +262,7 @@ def _cpu_channels_last_conv(x: torch.Tensor) -> bool:
             and _backend.use_kernel(x) and _HAS_OP)
 
 
-def _prepare(x, weight, bias, f, factor, factor_name, act, alpha, gain, clamp, padding,
-             flip_filter, op):
+def _prepare(x, weight, bias, factor, factor_name, act, alpha, gain, clamp, padding, op):
     _check_tensors(x, weight, bias, op)
     _check_factor(factor, factor_name, op)
     if act not in ACTIVATIONS:
@@ -308,9 +307,7 @@ def upsample_conv2d(
     Returns [N, C_out, H * up, W * up] for odd k with the default padding.
     """
     op = "upsample_conv2d"
-    alpha, gain, clamp, padding = _prepare(
-        x, weight, bias, f, up, "up", act, alpha, gain, clamp, padding, flip_filter, op
-    )
+    alpha, gain, clamp, padding = _prepare(x, weight, bias, up, "up", act, alpha, gain, clamp, padding, op)
     if up == 1:
         w = weight if flip_weight else weight.flip([2, 3])
         t = F.conv2d(x, w, padding=padding)
@@ -367,9 +364,7 @@ def downsample_conv2d(
     the FIR filter (one fused pass, saves nothing), the strided convolution (ATen), then
     the fused bias + activation. Output [N, C_out, H // down, W // down] for odd k."""
     op = "downsample_conv2d"
-    alpha, gain, clamp, padding = _prepare(
-        x, weight, bias, f, down, "down", act, alpha, gain, clamp, padding, flip_filter, op
-    )
+    alpha, gain, clamp, padding = _prepare(x, weight, bias, down, "down", act, alpha, gain, clamp, padding, op)
     from .bias_act import bias_act
 
     w = weight if flip_weight else weight.flip([2, 3])

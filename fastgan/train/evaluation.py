@@ -64,7 +64,8 @@ def _idx_root(data: Optional[str], data_format: str) -> tuple[bool, Optional[str
 
 
 def load_generator_for_eval(path, device="cpu") -> dict:
-    """The ``fastgan eval`` hook (see fastgan.metrics.sources): a run folder (its newest
+    """``fastgan eval``'s checkpoint loader (fastgan.cli hands it to fastgan.metrics.cli.main;
+    see fastgan.metrics.sources): a run folder (its newest
     ckpt-*.pt, as ``--resume auto``) or a checkpoint file (best.pt included) -> dict with the
     G_ema generator (eval mode, on ``device``), latent_dim, num_classes (None when
     unconditional), dataset (the IDX root the run trained on, None for Fashion-MNIST or when

@@ -17,8 +17,8 @@ import torch
 
 from .. import losses
 from ..data.stream import BatchStream, DataSource, open_source, to_device
-from ..models import build_models
 from . import checkpoint as ck
+from .build import build_models
 from .config import RESUME_FREE_KEYS, TrainConfig
 from .dist import DistInfo, any_flag, average_buffers, average_gradients, broadcast_module, gather_objects, init_distributed
 from .images import make_grid, save_grid

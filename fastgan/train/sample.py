@@ -7,8 +7,8 @@ from typing import Iterator, Optional
 
 import torch
 
-from ..models import build_models
 from . import checkpoint as ck
+from .build import build_models
 from .config import TrainConfig, config_fields
 from .images import save_grid, save_image
 
