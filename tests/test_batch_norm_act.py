@@ -11,7 +11,9 @@ import fastgan._backend as backend
 from fastgan.models.layers import BatchNormAct
 from fastgan.ops import ACTIVATIONS, batch_norm_act, batch_norm_act_ref, use_reference
 
-HAS_OP = backend.extension() is not None and hasattr(torch.ops.fastgan, "batch_norm_act")
+from .conftest import REF_ONLY
+
+HAS_OP = not REF_ONLY and backend.extension() is not None and hasattr(torch.ops.fastgan, "batch_norm_act")
 requires_op = pytest.mark.skipif(not HAS_OP, reason="FASTGAN_BACKEND=ref: the compiled kernels are not tested")
 
 # (N, C, ...) shapes: NCHW rows of >= 16 elements (row mode), small spatial sizes and
@@ -35,8 +37,10 @@ def _params(c, dtype, seed=1):
     g = torch.Generator().manual_seed(seed)
     w = (torch.randn(c, generator=g, dtype=torch.float64) * 0.5 + 1).to(dtype)
     b = torch.randn(c, generator=g, dtype=torch.float64).to(dtype)
-    rm = torch.randn(c, generator=g, dtype=torch.float64).float()
-    rv = (torch.rand(c, generator=g, dtype=torch.float64) + 0.5).float()
+    # running statistics: float32, as autocast keeps them, or float64 with float64 x
+    stat = torch.float64 if dtype == torch.float64 else torch.float32
+    rm = torch.randn(c, generator=g, dtype=torch.float64).to(stat)
+    rv = (torch.rand(c, generator=g, dtype=torch.float64) + 0.5).to(stat)
     return w, b, rm, rv
 
 
@@ -308,7 +312,7 @@ def test_errors():
 
 
 def test_extension_has_op():
-    if backend.extension() is None:
+    if REF_ONLY or backend.extension() is None:
         pytest.skip("FASTGAN_BACKEND=ref")
     assert HAS_OP
     status = backend.extension().op_status(["fastgan::batch_norm_act", "fastgan::batch_norm_act_backward"])

@@ -44,16 +44,19 @@ def test_dcgan_shapes_and_layer_kits_agree(resolution, num_classes):
 def test_fused_build_actually_uses_bias_act(monkeypatch):
     import fastgan.models.layers as L
 
-    calls = []
-    real = L.bias_act
+    calls, bn_calls = [], []
+    real, real_bn = L.bias_act, L.batch_norm_act
     monkeypatch.setattr(L, "bias_act", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    monkeypatch.setattr(L, "batch_norm_act", lambda *a, **k: bn_calls.append(a[8]) or real_bn(*a, **k))
     G, D = _pair("fastgan")
     D(G(torch.randn(2, 16)))
-    assert {"relu", "tanh", "lrelu"} <= set(calls)
+    assert {"relu", "tanh", "lrelu"} <= set(calls) | set(bn_calls)
+    assert "relu" in bn_calls  # G's batch norm layers run the fused op
     calls.clear()
+    bn_calls.clear()
     G, D = _pair("stock")
     D(G(torch.randn(2, 16)))
-    assert calls == []
+    assert calls == [] and bn_calls == []
 
 
 @pytest.mark.parametrize("cls,args", [(Conv2dAct, (3, 4, 3, 1, 1)), (ConvTranspose2dAct, (3, 4, 4, 2, 1)), (LinearAct, (3, 4))])
