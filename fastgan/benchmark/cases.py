@@ -189,6 +189,49 @@ register(
 )
 
 
+# --- batch_norm_act -------------------------------------------------------------------
+
+
+def _bn_act_inputs(device, dtype, layout, size, gen):
+    # quick: the DCGAN generator's 14 x 14 batch norm (fmnist-dcgan, batch 128)
+    shape = {"full": (32, 256, 32, 32), "quick": (128, 32, 14, 14), "tiny": (2, 5, 3, 7)}[size]
+    x = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    w = (torch.rand(shape[1], generator=gen) + 0.5).to(device=device, dtype=dtype)
+    b = torch.randn(shape[1], generator=gen).to(device=device, dtype=dtype)
+    return (_to_layout(x, layout), w, b)
+
+
+def _bn_act_fastgan(x, w, b):
+    from fastgan.ops import batch_norm_act
+
+    return batch_norm_act(x, None, None, w, b, True, 0.1, 1e-5, "relu")
+
+
+def _bn_act_raw(x, w, b):
+    return torch.ops.fastgan.batch_norm_act(x, w, b, None, None, True, 1e-5, "relu", 0.2, 1.0, -1.0)[0]
+
+
+def _bn_act_stock(x, w, b):
+    return F.relu(F.batch_norm(x, None, None, w, b, True, 0.1, 1e-5))
+
+
+register(
+    Case(
+        name="batch_norm_act",
+        group="op",
+        description="batch norm (batch statistics) + ReLU, as in DCGAN's generator",
+        make_inputs=_bn_act_inputs,
+        impls=_impls(_bn_act_fastgan, _bn_act_stock),
+        memory_bound=True,
+        min_bytes=_elementwise_bytes,
+        # bfloat16 is not timed: stock eager's own fwd+bwd fails the float64 check there
+        # (batch-norm input gradient ~4 off at scale ~6), so it is no baseline; the
+        # bfloat16 kernels are checked in tests/test_batch_norm_act.py
+        dtypes=("float32",),
+    )
+)
+
+
 # --- upfirdn2d ------------------------------------------------------------------------
 
 _FIR = (1.0, 3.0, 3.0, 1.0)
@@ -590,6 +633,13 @@ def _ovh_bias_act():
     return fastgan_fn, raw, _bias_act_stock, lambda gen: (torch.randn(8, generator=gen),)
 
 
+def _ovh_batch_norm_act():
+    def extra(gen):
+        return torch.rand(8, generator=gen) + 0.5, torch.randn(8, generator=gen)
+
+    return _bn_act_fastgan, _bn_act_raw, _bn_act_stock, extra
+
+
 def _ovh_upfirdn(up, down, pad):
     def fastgan_fn(x):
         from fastgan.ops import upfirdn2d
@@ -658,6 +708,7 @@ def _ovh_downsample_conv2d():
 def _register_overhead() -> None:
     ops = (
         ("bias_act", _ovh_bias_act(), "bias_act"),
+        ("batch_norm_act", _ovh_batch_norm_act(), "batch_norm_act"),
         ("upfirdn2d_up2", _ovh_upfirdn(2, 1, [2, 1, 2, 1]), "upfirdn2d"),
         ("upfirdn2d_down2", _ovh_upfirdn(1, 2, [1, 1, 1, 1]), "upfirdn2d"),
         ("grad_penalty", _ovh_grad_penalty(), "grad_penalty"),
