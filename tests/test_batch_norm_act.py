@@ -350,3 +350,31 @@ def test_composite_path_matches_cpu_kernel(shape, layout, dtype, training):
         for a, c in zip(g1, g2):
             assert a.shape == c.shape and a.dtype == c.dtype and a.stride() == c.stride()
             torch.testing.assert_close(a, c, **tol)
+
+
+@requires_op
+@pytest.mark.parametrize("channels", [2, 8, 16, 24, 40, 56, 64, 72, 130])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_every_row_width(channels, dtype):
+    """channels_last rows of C values: the widths whose per-column sums stay in registers
+    (1..8 vectors) and the others; statistics, output and all three gradients."""
+    x = _x((6, channels, 5, 3), dtype, "channels_last", seed=channels).requires_grad_(True)
+    w, b, _, _ = _params(channels, torch.float32)
+    w.requires_grad_(True)
+    b.requires_grad_(True)
+    y = batch_norm_act(x, None, None, w, b, True, 0.1, 1e-5, "lrelu", 0.2, 1.0)
+    gy = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, w, b), gy)
+    x64 = x.detach().double().requires_grad_(True)
+    w64, b64 = w.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
+    ref = batch_norm_act_ref(x64, None, None, w64, b64, True, 0.1, 1e-5, "lrelu", 0.2, 1.0)
+    want = torch.autograd.grad(ref, (x64, w64, b64), gy.double())
+    tol = TOL[dtype]
+    torch.testing.assert_close(y.double(), ref, rtol=0, atol=tol * max(1.0, ref.abs().max().item()))
+    for name, a, c in zip("xwb", got, want):
+        scale = max(1.0, c.abs().max().item())
+        if dtype == torch.float32:
+            torch.testing.assert_close(a.double(), c, rtol=0, atol=1e-4 * scale, msg=name)
+        else:  # single lrelu kinks may flip in bfloat16: nearly all elements close
+            close = torch.isclose(a.double(), c, rtol=0, atol=0.05 * scale)
+            assert close.float().mean() > 0.99, name

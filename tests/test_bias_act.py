@@ -538,3 +538,24 @@ def test_tanh_float32_accuracy_over_the_whole_range(cpu_kernels):
     zg = z[:, ::7].clone().requires_grad_(True)
     (g,) = torch.autograd.grad(bias_act(zg, None, 1, "tanh").sum(), zg)
     torch.testing.assert_close(g.double(), 1 - torch.tanh(zg.detach().double()) ** 2, rtol=1e-5, atol=3e-7)
+
+
+@requires_ext()
+@pytest.mark.parametrize("channels", [1, 3, 8, 16, 24, 40, 48, 56, 64, 72])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("act,gain", [("lrelu", 1.4), ("gelu", 1.0), ("relu", -1.0)])
+def test_channels_last_bias_gradient_every_row_width(cpu_kernels, channels, dtype, act, gain):
+    """channels_last rows of C values: widths that take the kernels' register-held column
+    sums (1..8 vectors) and the ones that do not, each against the float64 reference."""
+    g = torch.Generator().manual_seed(channels)
+    x = (torch.randn(9, channels, 7, 5, generator=g) * 2).to(dtype).to(memory_format=torch.channels_last)
+    b = torch.randn(channels, generator=g).to(dtype)
+    gy = torch.randn(x.shape, generator=g).to(dtype).to(memory_format=torch.channels_last)
+    xr, br = x.detach().requires_grad_(True), b.detach().requires_grad_(True)
+    dx, db = torch.autograd.grad(bias_act(xr, br, 1, act, gain=gain), (xr, br), gy)
+    x64, b64 = x.double().requires_grad_(True), b.double().requires_grad_(True)
+    rx, rb = torch.autograd.grad(reference(x64, b64, 1, act, gain=gain), (x64, b64), gy.double())
+    assert_close(dx, rx, dtype)
+    # the bias gradient sums 315 terms per channel
+    scale = max(1.0, rb.abs().max().item())
+    assert (db.double() - rb).abs().max().item() <= TOL[dtype] * scale * (20 if dtype == torch.bfloat16 else 5)

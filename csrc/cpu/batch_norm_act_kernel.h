@@ -241,6 +241,75 @@ void reduce_span(const scalar_t* x, const scalar_t* dy, int64_t n,
   }
 }
 
+// Vec-mode reduction over rows of exactly NV compute vectors, column sums in registers
+// across the rows (memory accumulators chain each row on store-to-load forwarding).
+constexpr int kMaxRegVecs = 8;
+
+template <Act kAct, BnPass kPass, typename scalar_t, int NV>
+void reduce_rows_in_registers(const scalar_t* x, const scalar_t* dy, int64_t r0, int64_t r1,
+                              const CoefPtrs<acc_t<scalar_t>>& cp,
+                              const Params<acc_t<scalar_t>>& prm, acc_t<scalar_t>* col1,
+                              acc_t<scalar_t>* col2) {
+  using L = Lanes<scalar_t>;
+  using A = typename L::A;
+  using AVec = typename L::AVec;
+  static_assert(NV % L::kParts == 0, "whole steps only");
+  constexpr bool kDy = kPass == BnPass::GradSums;
+  constexpr int64_t kLen = NV * AVec::size();
+  const Params<AVec> vprm{AVec(prm.alpha), AVec(prm.gain), AVec(prm.inv_gain), AVec(prm.clamp),
+                          prm.has_clamp};
+  AVec a1[NV], a2[NV];
+  for (int j = 0; j < NV; ++j) a1[j] = a2[j] = AVec(A(0));
+  for (int64_t row = r0; row < r1; ++row) {
+    const int64_t off = row * kLen;
+    for (int j = 0; j < NV / L::kParts; ++j) {
+      const int64_t i = j * L::kStep;
+      AVec xv[L::kParts], gv[L::kParts];
+      L::load(x + off + i, xv);
+      if constexpr (kDy) L::load(dy + off + i, gv);
+      for (int k = 0; k < L::kParts; ++k) {
+        const int v = j * L::kParts + k;
+        reduce_elem<kAct, kPass>(xv[k], kDy ? gv[k] : AVec(A(0)), vcoef_at(cp, v * AVec::size()),
+                                 vprm, a1[v], a2[v]);
+      }
+    }
+  }
+  for (int j = 0; j < NV; ++j) {
+    a1[j].store(col1 + j * AVec::size());
+    a2[j].store(col2 + j * AVec::size());
+  }
+}
+
+// Runs reduce_rows_in_registers when a row is NV <= kMaxRegVecs compute vectors.
+template <Act kAct, BnPass kPass, typename scalar_t>
+bool reduce_rows_fast(int64_t len, const scalar_t* x, const scalar_t* dy, int64_t r0, int64_t r1,
+                      const CoefPtrs<acc_t<scalar_t>>& cp, const Params<acc_t<scalar_t>>& prm,
+                      acc_t<scalar_t>* col1, acc_t<scalar_t>* col2) {
+  using L = Lanes<scalar_t>;
+  constexpr int64_t W = L::AVec::size();
+  if (len % L::kStep != 0 || len / W > kMaxRegVecs) return false;
+  switch (len / W) {
+#define FG_REG_CASE(N)                                                                          \
+  case N:                                                                                       \
+    if constexpr (N % L::kParts == 0) {                                                         \
+      reduce_rows_in_registers<kAct, kPass, scalar_t, N>(x, dy, r0, r1, cp, prm, col1, col2);   \
+      return true;                                                                              \
+    }                                                                                           \
+    return false;
+    FG_REG_CASE(1)
+    FG_REG_CASE(2)
+    FG_REG_CASE(3)
+    FG_REG_CASE(4)
+    FG_REG_CASE(5)
+    FG_REG_CASE(6)
+    FG_REG_CASE(7)
+    FG_REG_CASE(8)
+#undef FG_REG_CASE
+    default:
+      return false;
+  }
+}
+
 // Elements per parallel task (maps) and per reduction chunk (vec mode).
 constexpr int64_t kGrain = 32768;
 // Row-mode reductions add at most this many elements in float lanes before going to double.
@@ -280,13 +349,16 @@ void run_pass(const BnArgs& a) {
     at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
       std::vector<A> col1(len), col2(len);
       for (int64_t chunk = c0; chunk < c1; ++chunk) {
-        std::fill(col1.begin(), col1.end(), A(0));
-        std::fill(col2.begin(), col2.end(), A(0));
+        const int64_t r0 = chunk * l.chunk_rows;
         const int64_t r1 = std::min(l.rows, (chunk + 1) * l.chunk_rows);
-        for (int64_t row = chunk * l.chunk_rows; row < r1; ++row) {
-          const int64_t off = row * len;
-          reduce_span<kAct, kPass, true>(x + off, dy ? dy + off : nullptr, len, cp, Coef<A>{},
-                                         prm, col1.data(), col2.data(), nullptr, nullptr);
+        if (!reduce_rows_fast<kAct, kPass>(len, x, dy, r0, r1, cp, prm, col1.data(), col2.data())) {
+          std::fill(col1.begin(), col1.end(), A(0));
+          std::fill(col2.begin(), col2.end(), A(0));
+          for (int64_t row = r0; row < r1; ++row) {
+            const int64_t off = row * len;
+            reduce_span<kAct, kPass, true>(x + off, dy ? dy + off : nullptr, len, cp, Coef<A>{},
+                                           prm, col1.data(), col2.data(), nullptr, nullptr);
+          }
         }
         double* p1 = a.partial1 + chunk * len;
         double* p2 = a.partial2 + chunk * len;

@@ -180,6 +180,76 @@ void forward_impl(const ForwardArgs& a) {
   });
 }
 
+// Vec mode with a reduction, rows of exactly NV compute vectors: the column sums stay in
+// registers across a chunk's rows. (Summing into memory chains every row on
+// store-to-load forwarding: with channels_last's short rows that cost ~2x the whole pass.)
+constexpr int kMaxRegVecs = 8;
+
+template <Act kAct, typename scalar_t, int NV>
+void grad_rows_in_registers(const scalar_t* g, const scalar_t* ref, scalar_t* out, int64_t r0,
+                            int64_t r1, const scalar_t* bvec, const ActParams<acc_t<scalar_t>>& p,
+                            bool ref_is_y, int order, acc_t<scalar_t>* col) {
+  using L = Lanes<scalar_t>;
+  using A = typename L::A;
+  using AVec = typename L::AVec;
+  static_assert(NV % L::kParts == 0, "whole steps only");
+  constexpr int64_t kLen = NV * AVec::size();
+  const AVec valpha(p.alpha), vgain(p.gain), vinv(p.inv_gain), vclamp(p.clamp);
+  AVec acc[NV];
+  for (int j = 0; j < NV; ++j) acc[j] = AVec(A(0));
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t off = r * kLen;
+    for (int j = 0; j < NV / L::kParts; ++j) {
+      const int64_t i = j * L::kStep;
+      AVec gv[L::kParts], rv[L::kParts], bv[L::kParts];
+      L::load(g + off + i, gv);
+      L::load(ref + off + i, rv);
+      if (bvec) L::load(bvec + i, bv);
+      for (int k = 0; k < L::kParts; ++k) {
+        const AVec rr = ref_is_y ? rv[k] : (bvec ? rv[k] + bv[k] : rv[k]);
+        gv[k] = gv[k] * bias_act_grad_factor<kAct>(rr, valpha, vgain, vinv, vclamp, p.has_clamp,
+                                                   ref_is_y, order);
+        acc[j * L::kParts + k] = acc[j * L::kParts + k] + gv[k];
+      }
+      L::store(out + off + i, gv);
+    }
+  }
+  for (int j = 0; j < NV; ++j) acc[j].store(col + j * AVec::size());
+}
+
+// Runs grad_rows_in_registers when the row is NV compute vectors for some NV <= kMaxRegVecs;
+// returns false otherwise.
+template <Act kAct, typename scalar_t>
+bool grad_rows_fast(int64_t len, const scalar_t* g, const scalar_t* ref, scalar_t* out,
+                    int64_t r0, int64_t r1, const scalar_t* bvec,
+                    const ActParams<acc_t<scalar_t>>& p, bool ref_is_y, int order,
+                    acc_t<scalar_t>* col) {
+  using L = Lanes<scalar_t>;
+  constexpr int64_t W = L::AVec::size();
+  if (len % L::kStep != 0 || len / W > kMaxRegVecs) return false;
+  switch (len / W) {
+#define FG_REG_CASE(N)                                                                        \
+  case N:                                                                                     \
+    if constexpr (N % L::kParts == 0) {                                                       \
+      grad_rows_in_registers<kAct, scalar_t, N>(g, ref, out, r0, r1, bvec, p, ref_is_y, order, \
+                                                col);                                         \
+      return true;                                                                            \
+    }                                                                                         \
+    return false;
+    FG_REG_CASE(1)
+    FG_REG_CASE(2)
+    FG_REG_CASE(3)
+    FG_REG_CASE(4)
+    FG_REG_CASE(5)
+    FG_REG_CASE(6)
+    FG_REG_CASE(7)
+    FG_REG_CASE(8)
+#undef FG_REG_CASE
+    default:
+      return false;
+  }
+}
+
 template <Act kAct, typename scalar_t>
 void grad_impl(const GradArgs& a) {
   using A = acc_t<scalar_t>;
@@ -195,8 +265,12 @@ void grad_impl(const GradArgs& a) {
     at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t chunk = c0; chunk < c1; ++chunk) {
         A* col = sums ? sums + chunk * l.row_len : nullptr;
-        if (col) std::fill(col, col + l.row_len, A(0));
         const int64_t r1 = std::min(l.rows, (chunk + 1) * l.chunk_rows);
+        if (col && grad_rows_fast<kAct>(l.row_len, g, ref, out, chunk * l.chunk_rows, r1, b, p,
+                                        a.ref_is_y, a.order, col)) {
+          continue;
+        }
+        if (col) std::fill(col, col + l.row_len, A(0));
         for (int64_t r = chunk * l.chunk_rows; r < r1; ++r) {
           const int64_t off = r * l.row_len;
           grad_span<kAct>(g + off, ref + off, out + off, l.row_len, b, A(0), p, a.ref_is_y,
