@@ -74,7 +74,7 @@ class DCGANGenerator(nn.Module):
                 raise ValueError("labels: a conditional generator needs class labels")
             z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
         x = z.reshape(z.shape[0], -1, 1, 1)
-        if not (self.cpu_channels_last and z.device.type == "cpu"):
+        if not (self.cpu_channels_last and z.is_cpu):
             return self.net(x)
         # The fastgan kit on CPU: feature maps in channels_last (oneDNN's strided
         # convolutions are faster so), the image returned in the layout of G's parameters.
@@ -112,7 +112,7 @@ class DCGANDiscriminator(nn.Module):
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.cpu_channels_last and x.device.type == "cpu":
+        if self.cpu_channels_last and x.is_cpu:
             x = x.contiguous(memory_format=torch.channels_last)  # see DCGANGenerator
         h = self.features(x)
         logit = self.out(h).flatten(1).squeeze(1)

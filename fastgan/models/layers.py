@@ -128,7 +128,7 @@ class Conv2dAct(nn.Conv2d, _ActMixin):
         if self.layers == "stock":
             return stock_bias_act(self._conv_forward(x, self.weight, self.bias), None, self.act, self.alpha, self.gain, self.clamp)
         w = self.weight
-        if (x.device.type == "cpu" and x.dim() == 4 and x.requires_grad and self.groups == 1
+        if (x.is_cpu and x.dim() == 4 and x.requires_grad and self.groups == 1
                 and tuple(self.dilation) == (1, 1) and self.padding_mode == "zeros"
                 and not isinstance(self.padding, str) and x.dtype == w.dtype
                 and w.shape[1] * w.shape[2] * w.shape[3] <= _THIN_IN_ROWS
@@ -178,7 +178,7 @@ def _fast_conv_transpose2d(m: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tens
     layer (see _THIN_ROWS) runs its forward as GEMM + col2im. Same results up to float
     rounding; everything else (and autocast) goes to F.conv_transpose2d."""
     w = m.weight
-    if (x.device.type == "cpu" and x.dim() == 4 and m.groups == 1 and tuple(m.dilation) == (1, 1)
+    if (x.is_cpu and x.dim() == 4 and m.groups == 1 and tuple(m.dilation) == (1, 1)
             and tuple(m.output_padding) == (0, 0) and x.dtype == w.dtype
             and not torch.is_autocast_enabled("cpu")):
         cin, cout, kh, kw = w.shape

@@ -121,7 +121,7 @@ class ModulatedConv2d(nn.Module, _ActMixin):
         xs = x * style.to(x.dtype)[:, :, None, None]
         wx = weight.to(x.dtype)
         if self.up and self.layers == "fastgan":
-            if xs.device.type == "cpu":
+            if xs.is_cpu:
                 # oneDNN's stride-2 transposed convolution is ~3x faster in channels_last
                 # (and upfirdn2d ~2x): the rest of G then runs in that layout
                 xs = xs.contiguous(memory_format=torch.channels_last)
@@ -191,7 +191,7 @@ class StyleGAN2Generator(nn.Module):
         for (c0, c1), rgb in zip(self.blocks, self.rgbs):
             x = c1(c0(x, w), w)
             img = upsample2x_fir(img, self.fir, self.fir_taps.float() if self.layers == "fastgan" else None) + rgb(x, w)
-        if img.device.type == "cpu" and self.layers == "fastgan":
+        if img.is_cpu and self.layers == "fastgan":
             # the fastgan kit runs in channels_last on CPU (see ModulatedConv2d); the images
             # leave in the layout of the model's own parameters
             img = img.contiguous(memory_format=memory_format_of(self.const))
@@ -237,7 +237,7 @@ class StyleGAN2Discriminator(nn.Module):
         self.out = EqualLinear(c4, 1, layers=layers)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        if self.cpu_channels_last and img.device.type == "cpu":
+        if self.cpu_channels_last and img.is_cpu:
             img = img.contiguous(memory_format=torch.channels_last)  # see StyleGAN2Generator
         x = self.blocks(self.from_rgb(img))
         x = self.conv(minibatch_stddev(x))

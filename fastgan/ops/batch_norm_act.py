@@ -102,14 +102,14 @@ def batch_norm_act(
         y, mean, _, var = _OP(x, weight, bias, None if training else running_mean,
                               None if training else running_var, training, eps, act, alpha, gain,
                               -1.0 if clamp is None else clamp)
-        if training:
-            with torch.no_grad():  # what ATen's batch norm does in training
-                if running_mean is not None:
-                    running_mean.lerp_(mean if mean.dtype == running_mean.dtype else mean.to(running_mean.dtype),
-                                       momentum)
-                if running_var is not None:
-                    running_var.lerp_(var if var.dtype == running_var.dtype else var.to(running_var.dtype),
-                                      momentum)
+        if training and (running_mean is not None or running_var is not None):
+            with torch.no_grad():  # what ATen's batch norm does in training: one lerp call for both
+                stats, batch = [], []
+                for running, value in ((running_mean, mean), (running_var, var)):
+                    if running is not None:
+                        stats.append(running)
+                        batch.append(value if value.dtype == running.dtype else value.to(running.dtype))
+                torch._foreach_lerp_(stats, batch, momentum)
         return y
     return batch_norm_act_ref(x, running_mean, running_var, weight, bias, training, momentum, eps,
                               act, alpha, gain, clamp)

@@ -258,7 +258,7 @@ def _cpu_channels_last_conv(x: torch.Tensor) -> bool:
     layout and read a contiguous grad of y for channels_last work without extra passes.
     oneDNN's stride-2 transposed convolution is ~3x faster in channels_last there
     ((8, 128, 32, 32), 3x3: 14 ms vs 44 ms), its input gradient faster too."""
-    return (x.device.type == "cpu" and x.dtype in _CL_CONV_DTYPES
+    return (x.is_cpu and x.dtype in _CL_CONV_DTYPES
             and _backend.use_kernel(x) and _HAS_OP)
 
 
