@@ -129,15 +129,13 @@ _default_backend = _backend_from_env()
 # use_reference() sets `mode` here for the current thread only. threading.local rather than
 # a ContextVar: torch.compile (dynamo) traces and guards on it in every supported torch,
 # while ContextVar.get is untraceable before torch 2.14 (a graph break, an error under
-# fullgraph=True). The class attribute is every thread's default: reading it never raises
-# (a getattr(..., default) that misses builds and drops an AttributeError on every op call).
-
-
-class _Local(threading.local):
-    mode = None
-
-
-_local = _Local()
+# fullgraph=True). The importing thread gets an explicit None, so that its reads hit an
+# attribute (a getattr default that misses raises and drops an AttributeError per call);
+# other threads read the getattr default. (A class-attribute default on a threading.local
+# subclass is not guarded by dynamo in torch 2.11: a compiled function would then keep the
+# backend it was compiled with.)
+_local = threading.local()
+_local.mode = None
 _warned: set = set()
 
 if _default_backend == "ext":
@@ -172,14 +170,14 @@ def set_backend(name: str) -> None:
 
 def get_backend() -> str:
     """The backend in effect here: ``use_reference()``'s if inside one, else the process's."""
-    return _local.mode or _default_backend
+    return getattr(_local, "mode", None) or _default_backend
 
 
 @contextlib.contextmanager
 def use_reference(enabled: bool = True) -> Iterator[None]:
     """Within the block, fastgan ops run their pure-PyTorch references. The switch is
     local to the current thread: other threads keep their backend meanwhile."""
-    previous = _local.mode
+    previous = getattr(_local, "mode", None)
     if enabled:
         _local.mode = "ref"
     try:
@@ -231,7 +229,7 @@ def _no_kernel(device: str) -> bool:
 
 def use_kernel(x: torch.Tensor) -> bool:
     """True when the compiled kernel should run for a tensor on x's device."""
-    if (_local.mode or _default_backend) == "ref":
+    if (getattr(_local, "mode", None) or _default_backend) == "ref":
         return False
     if not isinstance(x, torch.Tensor):
         return False  # the reference path reports the bad argument

@@ -14,7 +14,11 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
-PKG_DIR = Path(__file__).resolve().parents[1] / "fastgan"
+import fastgan
+
+# the package under test: the source tree's, or an installed one (make test-compat and
+# make wheel-test run these tests from a copy, against fastgan in site-packages)
+PKG_DIR = Path(fastgan.__file__).resolve().parent
 
 # unit -> layer; higher layers may import lower ones (and their own layer), never higher ones
 LAYERS: Dict[str, int] = {
