@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "vec_lanes.h"
 #include "vec_math.h"  // before activations.h
 
 #include "../common/activations.h"
@@ -31,38 +32,6 @@
 
 namespace fastgan::cpu::FG_CPU_KERNEL_NS {
 namespace {
-
-using at::vec::Vectorized;
-
-template <typename scalar_t>
-using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
-// One step of scalar_t elements as kParts vectors of the compute type.
-template <typename scalar_t>
-struct Lanes {
-  using A = acc_t<scalar_t>;
-  using AVec = Vectorized<A>;
-  static constexpr bool kReduced = !std::is_same_v<scalar_t, A>;
-  static constexpr int64_t kStep = kReduced ? Vectorized<scalar_t>::size() : AVec::size();
-  static constexpr int kParts = static_cast<int>(kStep / AVec::size());
-
-  static void load(const scalar_t* ptr, AVec (&v)[kParts]) {
-    if constexpr (kReduced) {
-      auto [lo, hi] = at::vec::convert_to_float<scalar_t>(Vectorized<scalar_t>::loadu(ptr));
-      v[0] = lo;
-      v[1] = hi;
-    } else {
-      v[0] = AVec::loadu(ptr);
-    }
-  }
-  static void store(scalar_t* ptr, const AVec (&v)[kParts]) {
-    if constexpr (kReduced) {
-      at::vec::convert_from_float<scalar_t>(v[0], v[1]).store(ptr);
-    } else {
-      v[0].store(ptr);
-    }
-  }
-};
 
 template <typename V>
 struct Params {
@@ -242,8 +211,7 @@ void reduce_span(const scalar_t* x, const scalar_t* dy, int64_t n,
 }
 
 // Vec-mode reduction over rows of exactly NV compute vectors, column sums in registers
-// across the rows (memory accumulators chain each row on store-to-load forwarding).
-constexpr int kMaxRegVecs = 8;
+// across the rows (see with_row_vectors in vec_lanes.h).
 
 template <Act kAct, BnPass kPass, typename scalar_t, int NV>
 void reduce_rows_in_registers(const scalar_t* x, const scalar_t* dy, int64_t r0, int64_t r1,
@@ -285,29 +253,10 @@ template <Act kAct, BnPass kPass, typename scalar_t>
 bool reduce_rows_fast(int64_t len, const scalar_t* x, const scalar_t* dy, int64_t r0, int64_t r1,
                       const CoefPtrs<acc_t<scalar_t>>& cp, const Params<acc_t<scalar_t>>& prm,
                       acc_t<scalar_t>* col1, acc_t<scalar_t>* col2) {
-  using L = Lanes<scalar_t>;
-  constexpr int64_t W = L::AVec::size();
-  if (len % L::kStep != 0 || len / W > kMaxRegVecs) return false;
-  switch (len / W) {
-#define FG_REG_CASE(N)                                                                          \
-  case N:                                                                                       \
-    if constexpr (N % L::kParts == 0) {                                                         \
-      reduce_rows_in_registers<kAct, kPass, scalar_t, N>(x, dy, r0, r1, cp, prm, col1, col2);   \
-      return true;                                                                              \
-    }                                                                                           \
-    return false;
-    FG_REG_CASE(1)
-    FG_REG_CASE(2)
-    FG_REG_CASE(3)
-    FG_REG_CASE(4)
-    FG_REG_CASE(5)
-    FG_REG_CASE(6)
-    FG_REG_CASE(7)
-    FG_REG_CASE(8)
-#undef FG_REG_CASE
-    default:
-      return false;
-  }
+  return with_row_vectors<scalar_t>(len, [&](auto nv) {
+    reduce_rows_in_registers<kAct, kPass, scalar_t, decltype(nv)::value>(x, dy, r0, r1, cp, prm,
+                                                                         col1, col2);
+  });
 }
 
 // Elements per parallel task (maps) and per reduction chunk (vec mode).
@@ -390,20 +339,9 @@ void run_pass(const BnArgs& a) {
   }
 }
 
-template <typename F>
-void dispatch_dtype(c10::ScalarType t, F&& f) {
-  switch (t) {
-    case c10::ScalarType::Float: f(float{}); break;
-    case c10::ScalarType::Double: f(double{}); break;
-    case c10::ScalarType::Half: f(c10::Half{}); break;
-    case c10::ScalarType::BFloat16: f(c10::BFloat16{}); break;
-    default: TORCH_CHECK(false, "batch_norm_act: unsupported dtype ", t);
-  }
-}
-
 template <BnPass kPass>
 void run_typed(const BnArgs& args) {
-  dispatch_dtype(args.dtype, [&](auto tag) {
+  dispatch_dtype(args.dtype, "batch_norm_act", [&](auto tag) {
     using scalar_t = decltype(tag);
     if constexpr (kPass == BnPass::Stats) {
       run_pass<Act::Linear, kPass, scalar_t>(args);  // no activation involved

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "vec_lanes.h"
 #include "vec_math.h"  // before activations.h
 
 #include "../common/activations.h"
@@ -27,38 +28,6 @@
 
 namespace fastgan::cpu::FG_CPU_KERNEL_NS {
 namespace {
-
-using at::vec::Vectorized;
-
-template <typename scalar_t>
-using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
-// Loads and stores one step of scalar_t elements as kParts vectors of the compute type.
-template <typename scalar_t>
-struct Lanes {
-  using A = acc_t<scalar_t>;
-  using AVec = Vectorized<A>;
-  static constexpr bool kReduced = !std::is_same_v<scalar_t, A>;
-  static constexpr int64_t kStep = kReduced ? Vectorized<scalar_t>::size() : AVec::size();
-  static constexpr int kParts = static_cast<int>(kStep / AVec::size());
-
-  static void load(const scalar_t* p, AVec (&out)[kParts]) {
-    if constexpr (kReduced) {
-      auto [lo, hi] = at::vec::convert_to_float<scalar_t>(Vectorized<scalar_t>::loadu(p));
-      out[0] = lo;
-      out[1] = hi;
-    } else {
-      out[0] = AVec::loadu(p);
-    }
-  }
-  static void store(scalar_t* p, const AVec (&in)[kParts]) {
-    if constexpr (kReduced) {
-      at::vec::convert_from_float<scalar_t>(in[0], in[1]).store(p);
-    } else {
-      in[0].store(p);
-    }
-  }
-};
 
 // y[0..n) = act(x + bias) for one span; bias is bvec[i] if bvec, else bscalar.
 template <Act kAct, typename scalar_t>
@@ -181,10 +150,7 @@ void forward_impl(const ForwardArgs& a) {
 }
 
 // Vec mode with a reduction, rows of exactly NV compute vectors: the column sums stay in
-// registers across a chunk's rows. (Summing into memory chains every row on
-// store-to-load forwarding: with channels_last's short rows that cost ~2x the whole pass.)
-constexpr int kMaxRegVecs = 8;
-
+// registers across a chunk's rows (see with_row_vectors in vec_lanes.h).
 template <Act kAct, typename scalar_t, int NV>
 void grad_rows_in_registers(const scalar_t* g, const scalar_t* ref, scalar_t* out, int64_t r0,
                             int64_t r1, const scalar_t* bvec, const ActParams<acc_t<scalar_t>>& p,
@@ -217,37 +183,17 @@ void grad_rows_in_registers(const scalar_t* g, const scalar_t* ref, scalar_t* ou
   for (int j = 0; j < NV; ++j) acc[j].store(col + j * AVec::size());
 }
 
-// Runs grad_rows_in_registers when the row is NV compute vectors for some NV <= kMaxRegVecs;
-// returns false otherwise.
+// Runs grad_rows_in_registers when the row is NV <= kMaxRegVecs compute vectors; returns
+// false otherwise.
 template <Act kAct, typename scalar_t>
 bool grad_rows_fast(int64_t len, const scalar_t* g, const scalar_t* ref, scalar_t* out,
                     int64_t r0, int64_t r1, const scalar_t* bvec,
                     const ActParams<acc_t<scalar_t>>& p, bool ref_is_y, int order,
                     acc_t<scalar_t>* col) {
-  using L = Lanes<scalar_t>;
-  constexpr int64_t W = L::AVec::size();
-  if (len % L::kStep != 0 || len / W > kMaxRegVecs) return false;
-  switch (len / W) {
-#define FG_REG_CASE(N)                                                                        \
-  case N:                                                                                     \
-    if constexpr (N % L::kParts == 0) {                                                       \
-      grad_rows_in_registers<kAct, scalar_t, N>(g, ref, out, r0, r1, bvec, p, ref_is_y, order, \
-                                                col);                                         \
-      return true;                                                                            \
-    }                                                                                         \
-    return false;
-    FG_REG_CASE(1)
-    FG_REG_CASE(2)
-    FG_REG_CASE(3)
-    FG_REG_CASE(4)
-    FG_REG_CASE(5)
-    FG_REG_CASE(6)
-    FG_REG_CASE(7)
-    FG_REG_CASE(8)
-#undef FG_REG_CASE
-    default:
-      return false;
-  }
+  return with_row_vectors<scalar_t>(len, [&](auto nv) {
+    grad_rows_in_registers<kAct, scalar_t, decltype(nv)::value>(g, ref, out, r0, r1, bvec, p,
+                                                                ref_is_y, order, col);
+  });
 }
 
 template <Act kAct, typename scalar_t>
@@ -313,28 +259,17 @@ void grad_impl(const GradArgs& a) {
   });
 }
 
-template <typename F>
-void dispatch_dtype(c10::ScalarType t, F&& f) {
-  switch (t) {
-    case c10::ScalarType::Float: f(float{}); break;
-    case c10::ScalarType::Double: f(double{}); break;
-    case c10::ScalarType::Half: f(c10::Half{}); break;
-    case c10::ScalarType::BFloat16: f(c10::BFloat16{}); break;
-    default: TORCH_CHECK(false, "bias_act: unsupported dtype ", t);
-  }
-}
-
 }  // namespace
 
 void bias_act_forward(const ForwardArgs& args) {
-  dispatch_dtype(args.dtype, [&](auto tag) {
+  dispatch_dtype(args.dtype, "bias_act", [&](auto tag) {
     using scalar_t = decltype(tag);
     FG_DISPATCH_ACT(args.act.act, [&] { forward_impl<kAct, scalar_t>(args); });
   });
 }
 
 void bias_act_grad(const GradArgs& args) {
-  dispatch_dtype(args.dtype, [&](auto tag) {
+  dispatch_dtype(args.dtype, "bias_act", [&](auto tag) {
     using scalar_t = decltype(tag);
     FG_DISPATCH_ACT(args.act.act, [&] { grad_impl<kAct, scalar_t>(args); });
   });
