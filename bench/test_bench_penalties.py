@@ -7,9 +7,9 @@
 (b) WGAN-GP critic step: D(real), D(fake), penalty at lerp(real, fake, eps), backward;
     DCGAN-style critic (ndf 64), 64x64, batch 64.
 
-(a) fastgan: the discriminator built with layers='fastgan' (upfirdn2d FIR down-sampling,
-bias_act) + fastgan.losses.r1_penalty (grad_penalty op, no_weight_gradients). naive: the same
-discriminator built with layers='stock' (pad + depthwise conv2d blur, F.leaky_relu) +
+(a) fastgan: the discriminator in the fastgan kit (FIR down-sampling kernels, bias_act) +
+fastgan.losses.r1_penalty (grad_penalty op, no_weight_gradients). naive: the same
+discriminator under fastgan.use_layers("stock") (pad + depthwise conv2d FIR, F.leaky_relu) +
 fastgan.losses.r1_penalty_naive (autograd.grad + square/sum/mean).
 (b) fastgan: conv2d_gradfix convs + bias_act + grad_penalty + no_weight_gradients. naive:
 nn.Conv2d / F.leaky_relu and autograd.grad + norm (fastgan.losses.*_naive).
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgan.losses import r1_penalty, r1_penalty_naive, wgan_gp_penalty, wgan_gp_penalty_naive
+from fastgan import use_layers
 from fastgan.ops import bias_act, conv2d
 
 R1_BATCH = int(os.environ.get("FASTGAN_BENCH_R1_BATCH", "16"))
@@ -39,15 +40,29 @@ N_SETS = 3
 # -- (a) StyleGAN2-style residual discriminator ------------------------------------------
 # fastgan.models' StyleGAN2 discriminator at 64 px (channels 32/64/128/256/256 from 64 px down
 # to 4 px): residual blocks with [1, 3, 3, 1] FIR down-sampling, equalized learning rate,
-# minibatch stddev. layers='fastgan': upfirdn2d + bias_act kernels; layers='stock': pad +
-# depthwise conv2d blur, conv bias, F.leaky_relu, gain. Same parameters, same weights.
+# minibatch stddev. The fastgan kit: FIR + bias_act kernels; the stock kit (a _Stock wrapper
+# runs it under use_layers("stock")): pad + depthwise conv2d FIR, conv bias, F.leaky_relu,
+# gain. Same parameters, same weights.
+
+
+class _Stock(nn.Module):
+    """Runs the wrapped model in the stock layer kit."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        with use_layers("stock"):
+            return self.model(*args)
 
 
 def _res_d(layers):
     from fastgan.models.stylegan2 import StyleGAN2Discriminator
 
     torch.manual_seed(0)
-    return StyleGAN2Discriminator(64, 3, base_ch=2048, max_ch=256, layers=layers)
+    D = StyleGAN2Discriminator(64, 3, base_ch=2048, max_ch=256)
+    return D if layers == "fastgan" else _Stock(D)
 
 
 # -- (b) DCGAN-style critic -----------------------------------------------------------------
@@ -102,7 +117,7 @@ def _run(benchmark, step, sets):
 @pytest.mark.parametrize("impl", ["fastgan", "naive"])
 def test_r1_step(benchmark, impl, layout):
     fast, naive = _res_d("fastgan"), _res_d("stock")
-    naive.load_state_dict(fast.state_dict())
+    naive.model.load_state_dict(fast.state_dict())
     fmt = _fmt(layout)
     fast, naive = fast.to(memory_format=fmt), naive.to(memory_format=fmt)
     g = torch.Generator().manual_seed(1)
@@ -114,7 +129,7 @@ def test_r1_step(benchmark, impl, layout):
     torch.testing.assert_close(pf, pn, rtol=1e-4, atol=1e-6)
     for name in ("blocks.0.conv1.weight", "blocks.1.conv0.bias", "fc.weight"):
         gf = torch.autograd.grad(pf, fast.get_parameter(name), retain_graph=True)[0]
-        gn = torch.autograd.grad(pn, naive.get_parameter(name), retain_graph=True)[0]
+        gn = torch.autograd.grad(pn, naive.model.get_parameter(name), retain_graph=True)[0]
         torch.testing.assert_close(gf, gn, rtol=1e-3, atol=1e-6)
     D, pen = (fast, r1_penalty) if impl == "fastgan" else (naive, r1_penalty_naive)
 

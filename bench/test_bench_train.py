@@ -24,7 +24,7 @@ import os
 import pytest
 import torch
 
-from fastgan import losses
+from fastgan import losses, use_layers
 from fastgan.train.build import build_models
 from fastgan.train.config import make_config
 
@@ -42,7 +42,7 @@ def _setup(case, layers, layout="contiguous"):
     preset, r1, bs = spec.pop("preset"), spec.pop("r1"), spec["batch_size"]
     cfg = make_config(preset, overrides=spec)
     torch.manual_seed(0)
-    G, D = build_models(cfg, 0, layers=layers)
+    G, D = build_models(cfg, 0)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
     opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.99))
@@ -52,6 +52,10 @@ def _setup(case, layers, layout="contiguous"):
              torch.randn(bs, cfg.z_dim, generator=g), torch.randn(bs, cfg.z_dim, generator=g)) for _ in range(N_SETS)]
 
     def iteration(real, z1, z2):
+        with use_layers(layers):
+            return _iteration(real, z1, z2)
+
+    def _iteration(real, z1, z2):
         with torch.no_grad():
             fake = G(z1)
         loss_d = losses.d_loss(D(real), D(fake))

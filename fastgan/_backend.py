@@ -32,6 +32,9 @@ __all__ = [
     "set_backend",
     "get_backend",
     "use_reference",
+    "use_layers",
+    "stock_layers",
+    "LAYER_KITS",
     "extension",
 ]
 
@@ -49,6 +52,10 @@ EXPECTED_OPS = (
     "batch_norm_act",
     "batch_norm_act_backward",
 )
+
+# The layer kits of fastgan.nn: "fastgan" (fused kernels) or "stock" (the textbook
+# composition of stock PyTorch ops, the A/B baseline), chosen with use_layers().
+LAYER_KITS = ("fastgan", "stock")
 
 _REBUILD = "rebuild it: `make build`, or `pip install --no-build-isolation .` again"
 
@@ -137,6 +144,8 @@ _default_backend = _backend_from_env()
 _local = threading.local()
 _local.mode = None
 _warned: set = set()
+# Modes in which ops run their references: "stock" layers are stock PyTorch throughout.
+_NO_KERNELS = ("ref", "stock")
 
 if _default_backend == "ext":
     if _C is None:
@@ -169,7 +178,8 @@ def set_backend(name: str) -> None:
 
 
 def get_backend() -> str:
-    """The backend in effect here: ``use_reference()``'s if inside one, else the process's."""
+    """The backend in effect here: a context's (``use_reference()``: "ref",
+    ``use_layers("stock")``: "stock") if inside one, else the process's."""
     return getattr(_local, "mode", None) or _default_backend
 
 
@@ -184,6 +194,32 @@ def use_reference(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _local.mode = previous
+
+
+@contextlib.contextmanager
+def use_layers(kit: str) -> Iterator[None]:
+    """Within the block, fastgan.nn's modules (and so every model) run as ``kit``:
+    ``"fastgan"``, the fused kernels, or ``"stock"``, the textbook composition of stock
+    PyTorch ops that they replace (conv with its bias, ``F.leaky_relu``, pad + depthwise
+    conv2d for FIR filters ...), with ops running their pure-PyTorch references. The
+    parameters are the same either way, so one model runs in both (A/B benchmarks,
+    ``fastgan train --layers stock``). Local to the current thread, like use_reference."""
+    if kit not in LAYER_KITS:
+        raise ValueError(f"layers: expected one of {', '.join(LAYER_KITS)}, got {kit!r}")
+    previous = getattr(_local, "mode", None)
+    if kit == "stock":
+        _local.mode = "stock"
+    elif previous == "stock":
+        _local.mode = None
+    try:
+        yield
+    finally:
+        _local.mode = previous
+
+
+def stock_layers() -> bool:
+    """Whether fastgan.nn's modules run their stock composition here (see use_layers)."""
+    return getattr(_local, "mode", None) == "stock"
 
 
 def _kernel_devices() -> frozenset:
@@ -229,7 +265,7 @@ def _no_kernel(device: str) -> bool:
 
 def use_kernel(x: torch.Tensor) -> bool:
     """True when the compiled kernel should run for a tensor on x's device."""
-    if (getattr(_local, "mode", None) or _default_backend) == "ref":
+    if (getattr(_local, "mode", None) or _default_backend) in _NO_KERNELS:
         return False
     if not isinstance(x, torch.Tensor):
         return False  # the reference path reports the bad argument

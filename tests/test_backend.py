@@ -125,3 +125,42 @@ def test_load_failures_name_the_cause(monkeypatch, tmp_path):
     msg = backend._load_failure(ImportError(f"{so}: undefined symbol: _ZN3c104impl8GPUTrace"))
     assert f"built against torch 2.11.0+cu130, running torch {torch.__version__}" in msg
     assert "rebuild" in msg
+
+
+def test_layer_kits_in_two_threads_at_once():
+    """One model, two threads at once: one runs it in the stock kit (no compiled kernel
+    called), the other in the fastgan kit (kernels), meanwhile; same results; the switch
+    is gone after the block, nested use_reference() inside stock and back."""
+    from fastgan.nn import Conv2dAct, stock_layers, use_layers
+
+    torch.manual_seed(0)
+    m = Conv2dAct(3, 4, 3, padding=1, act="lrelu", clamp=0.5)
+    x = torch.randn(2, 3, 6, 6)
+    barrier = threading.Barrier(2, timeout=10)
+    seen = {}
+
+    def run(kit):
+        with use_layers(kit):
+            barrier.wait()  # both threads inside their blocks at once
+            seen[kit] = (stock_layers(), backend.use_kernel(x), m(x))
+            barrier.wait()
+        seen[kit + "_after"] = stock_layers()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in ("stock", "fastgan")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen["stock"][:2] == (True, False)
+    assert seen["fastgan"][:2] == (False, backend.extension() is not None and backend.get_backend() != "ref")
+    assert seen["stock_after"] is False and seen["fastgan_after"] is False
+    torch.testing.assert_close(seen["stock"][2], seen["fastgan"][2])
+    with use_layers("stock"):
+        with use_reference():
+            assert backend.get_backend() == "ref" and not stock_layers()
+        with use_layers("fastgan"):
+            assert not stock_layers()
+        assert stock_layers()
+    with pytest.raises(ValueError, match="layers"):
+        with use_layers("cudnn"):
+            pass

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 import fastgan._backend as backend
-from fastgan.models.layers import BatchNormAct
+from fastgan import use_layers
+from fastgan.nn import BatchNormAct
 from fastgan.ops import ACTIVATIONS, batch_norm_act, batch_norm_act_ref, use_reference
 
 from .conftest import REF_ONLY
@@ -102,8 +103,8 @@ def test_module_matches_stock_module_and_state_dict():
     None included) and state-dict keys, over several training steps and in eval."""
     torch.manual_seed(0)
     for momentum in (0.1, None):
-        fused = BatchNormAct(6, "lrelu", layers="fastgan").double()
-        stock = BatchNormAct(6, "lrelu", layers="stock").double()
+        fused = BatchNormAct(6, "lrelu").double()
+        stock = BatchNormAct(6, "lrelu").double()  # run under use_layers("stock")
         fused.momentum = stock.momentum = momentum
         with torch.no_grad():
             fused.weight.uniform_(0.5, 1.5)
@@ -112,7 +113,9 @@ def test_module_matches_stock_module_and_state_dict():
         assert fused.state_dict().keys() == stock.state_dict().keys()
         for step in range(3):
             x = _x((4, 6, 5, 5), torch.float64, "channels_last", seed=step).requires_grad_(True)
-            y1, y2 = fused(x), stock(x)
+            y1 = fused(x)
+            with use_layers("stock"):
+                y2 = stock(x)
             torch.testing.assert_close(y1, y2, rtol=1e-10, atol=1e-10)
             gy = torch.randn_like(y1)
             g1 = torch.autograd.grad(y1, (x, fused.weight, fused.bias), gy)
@@ -124,7 +127,9 @@ def test_module_matches_stock_module_and_state_dict():
         fused.eval()
         stock.eval()
         x = _x((4, 6, 5, 5), torch.float64, "contiguous", seed=9)
-        torch.testing.assert_close(fused(x), stock(x), rtol=1e-10, atol=1e-10)
+        with use_layers("stock"):
+            y2 = stock(x)
+        torch.testing.assert_close(fused(x), y2, rtol=1e-10, atol=1e-10)
 
 
 @requires_op
@@ -230,8 +235,8 @@ def test_opcheck(layout, dtype, training):
 @requires_op
 def test_compile_fullgraph_module():
     torch.manual_seed(0)
-    m = BatchNormAct(4, "lrelu", layers="fastgan")
-    ref = BatchNormAct(4, "lrelu", layers="fastgan")
+    m = BatchNormAct(4, "lrelu")
+    ref = BatchNormAct(4, "lrelu")
     ref.load_state_dict(m.state_dict())
     compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
     x = torch.randn(3, 4, 5, 5, requires_grad=True)

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastgan.models.layers import BatchNormAct
+from fastgan import use_layers
+from fastgan.nn import BatchNormAct
 from fastgan.ops import batch_norm_act, batch_norm_act_ref
 from tests.cuda_device import DEVICE, MARKS, tf32_off
 
@@ -90,21 +91,25 @@ def test_create_graph_matches_reference():
 
 def test_module_float32_and_autocast():
     torch.manual_seed(0)
-    m = BatchNormAct(8, "lrelu", layers="fastgan").to(DEVICE)
-    s = BatchNormAct(8, "lrelu", layers="stock").to(DEVICE)
+    m = BatchNormAct(8, "lrelu").to(DEVICE)
+    s = BatchNormAct(8, "lrelu").to(DEVICE)  # run under use_layers("stock")
     s.load_state_dict(m.state_dict())
     x = torch.randn(4, 8, 6, 6, device=DEVICE)
-    torch.testing.assert_close(m(x), s(x), rtol=1e-5, atol=1e-5)
+    with use_layers("stock"):
+        ys = s(x)
+    torch.testing.assert_close(m(x), ys, rtol=1e-5, atol=1e-5)
     low = torch.bfloat16
     with torch.autocast(torch.device(DEVICE).type, dtype=low):
-        y1, y2 = m(x.to(low)), s(x.to(low))
+        y1 = m(x.to(low))
+        with use_layers("stock"):
+            y2 = s(x.to(low))
     assert y1.dtype == y2.dtype
     torch.testing.assert_close(y1.float(), y2.float(), rtol=0.05, atol=0.05)
     torch.testing.assert_close(m.running_var, s.running_var, rtol=1e-2, atol=1e-2)
 
 
 def test_compile_fullgraph():
-    m = BatchNormAct(4, "relu", layers="fastgan").to(DEVICE)
+    m = BatchNormAct(4, "relu").to(DEVICE)
     compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
     x = torch.randn(3, 4, 5, 5, device=DEVICE, requires_grad=True)
     y = compiled(x)

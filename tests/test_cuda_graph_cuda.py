@@ -29,7 +29,7 @@ STEPS = 3
 def _models():
     cfg = make_config("stylegan2-256", overrides=dict(resolution=16, max_ch=16, batch_size=4))
     torch.manual_seed(0)
-    G, D = build_models(cfg, 0, layers="fastgan")
+    G, D = build_models(cfg, 0)
     # No per-pixel noise: the graph and the eager twin would draw different random numbers
     # (the comparison is bitwise); everything else in G and D stays.
     for m in G.modules():

@@ -214,6 +214,16 @@ def test_no_cycles_between_subpackages(edges):
         _describe_cycle(c, edges) for c in cycles)
 
 
+def test_models_build_from_the_layer_kit_only(edges):
+    """DESIGN.md, One layer kit: a model imports fastgan.nn (and torch), nothing else of
+    fastgan: no ops, no _backend, no second kit beside nn."""
+    bad = sorted(f"{where}:{line}: {src} -> {dst}" for src, dst, where, line in edges
+                 if src.startswith("fastgan.models") and not dst.startswith("fastgan.models")
+                 and dst != "fastgan.nn")
+    assert not bad, "models importing fastgan beyond fastgan.nn:\n" + "\n".join(bad)
+    assert any(s.startswith("fastgan.models.") and d == "fastgan.nn" for s, d, _, _ in edges)
+
+
 def test_allowed_exceptions_are_still_needed(edges):
     used = {(unit_of(s), unit_of(d)) for s, d, _, _ in edges}
     stale = [k for k in ALLOWED_UPWARD if k not in used]

@@ -1,30 +1,46 @@
 import pytest
 import torch
 
+from fastgan import use_layers
 from fastgan.models import DCGANDiscriminator, DCGANGenerator
-from fastgan.models.layers import BatchNormAct, Conv2dAct, ConvTranspose2dAct, LinearAct
+from fastgan.nn import BatchNormAct, Conv2dAct, ConvTranspose2dAct, LinearAct
 from fastgan.train.build import build_models
 from fastgan.train.config import PRESETS, make_config
 
+from .conftest import requires_ext
 
-def _pair(layers, **kw):
+
+def _pair(**kw):
     torch.manual_seed(0)
-    G = DCGANGenerator(z_dim=16, base_ch=8, layers=layers, **kw)
+    G = DCGANGenerator(z_dim=16, base_ch=8, **kw)
     torch.manual_seed(0)
-    D = DCGANDiscriminator(base_ch=8, layers=layers, resolution=G.resolution, num_classes=G.num_classes)
+    D = DCGANDiscriminator(base_ch=8, resolution=G.resolution, num_classes=G.num_classes)
     return G, D
+
+
+class _Kit(torch.nn.Module):
+    """Runs the wrapped module in one layer kit (the model, its parameters, unchanged)."""
+
+    def __init__(self, module, kit):
+        super().__init__()
+        self.module, self.kit = module, kit
+
+    def forward(self, *args, **kw):
+        with use_layers(self.kit):
+            return self.module(*args, **kw)
+
+
+def _copy(m):
+    import copy
+
+    return copy.deepcopy(m)
 
 
 @pytest.mark.parametrize("resolution", [28, 32, 64])
 @pytest.mark.parametrize("num_classes", [0, 3])
 def test_dcgan_shapes_and_layer_kits_agree(resolution, num_classes):
-    Gf, Df = _pair("fastgan", resolution=resolution, num_classes=num_classes)
-    Gs, Ds = _pair("stock", resolution=resolution, num_classes=num_classes)
-    for a, b in ((Gf, Gs), (Df, Ds)):
-        sa, sb = a.state_dict(), b.state_dict()
-        assert list(sa) == list(sb)
-        assert all(sa[k].shape == sb[k].shape for k in sa)
-        b.load_state_dict(sa)
+    Gf, Df = _pair(resolution=resolution, num_classes=num_classes)
+    Gs, Ds = _Kit(_copy(Gf), "stock"), _Kit(_copy(Df), "stock")
     z = torch.randn(5, 16)
     y = torch.randint(0, 3, (5,)) if num_classes else None
     args = (y,) if num_classes else ()
@@ -41,21 +57,27 @@ def test_dcgan_shapes_and_layer_kits_agree(resolution, num_classes):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@requires_ext()
 def test_fused_build_actually_uses_bias_act(monkeypatch):
-    import fastgan.models.layers as L
+    """The fastgan kit runs the compiled ops (bias_act, batch_norm_act); the stock kit
+    runs none of them, on the same model."""
+    import importlib
+
+    BN = importlib.import_module("fastgan.ops.batch_norm_act")  # the modules, not the functions
+    BA = importlib.import_module("fastgan.ops.bias_act")
 
     calls, bn_calls = [], []
-    real, real_bn = L.bias_act, L.batch_norm_act
-    monkeypatch.setattr(L, "bias_act", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
-    monkeypatch.setattr(L, "batch_norm_act", lambda *a, **k: bn_calls.append(a[8]) or real_bn(*a, **k))
-    G, D = _pair("fastgan")
+    real, real_bn = BA._OP, BN._OP
+    monkeypatch.setattr(BA, "_OP", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    monkeypatch.setattr(BN, "_OP", lambda *a, **k: bn_calls.append(a[7]) or real_bn(*a, **k))
+    G, D = _pair()
     D(G(torch.randn(2, 16)))
-    assert {"relu", "tanh", "lrelu"} <= set(calls) | set(bn_calls)
+    assert {"tanh", "lrelu"} <= set(calls) | set(bn_calls)
     assert "relu" in bn_calls  # G's batch norm layers run the fused op
     calls.clear()
     bn_calls.clear()
-    G, D = _pair("stock")
-    D(G(torch.randn(2, 16)))
+    with use_layers("stock"):
+        D(G(torch.randn(2, 16)))
     assert calls == [] and bn_calls == []
 
 
@@ -63,23 +85,22 @@ def test_fused_build_actually_uses_bias_act(monkeypatch):
 @pytest.mark.parametrize("act", ["linear", "relu", "lrelu", "tanh"])
 def test_layer_kits_match(cls, args, act):
     torch.manual_seed(1)
-    a = cls(*args, act=act, clamp=0.5, layers="fastgan")
-    b = cls(*args, act=act, clamp=0.5, layers="stock")
-    b.load_state_dict(a.state_dict())
+    a = cls(*args, act=act, clamp=0.5)
+    b = _Kit(_copy(a), "stock")
     x = torch.randn(2, 3, 5, 5) if cls is not LinearAct else torch.randn(2, 3)
     torch.testing.assert_close(a(x), b(x))
 
 
 def test_batchnorm_act_matches_and_tracks_stats():
-    a, b = BatchNormAct(4, "lrelu", layers="fastgan"), BatchNormAct(4, "lrelu", layers="stock")
+    a = BatchNormAct(4, "lrelu")
     with torch.no_grad():
         a.weight.uniform_(0.5, 2)
         a.bias.uniform_(-1, 1)
-    b.load_state_dict(a.state_dict())
+    b = _Kit(_copy(a), "stock")
     x = torch.randn(6, 4, 3, 3) * 3 + 1
     torch.testing.assert_close(a(x), b(x))
-    torch.testing.assert_close(a.running_mean, b.running_mean)
-    torch.testing.assert_close(a.running_var, b.running_var)
+    torch.testing.assert_close(a.running_mean, b.module.running_mean)
+    torch.testing.assert_close(a.running_var, b.module.running_var)
     assert int(a.num_batches_tracked) == 1
     a.eval(), b.eval()
     torch.testing.assert_close(a(x), b(x))
@@ -89,7 +110,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="resolution"):
         DCGANGenerator(resolution=48)
     with pytest.raises(ValueError, match="layers"):
-        DCGANGenerator(layers="cudnn")
+        with use_layers("cudnn"):
+            pass
     with pytest.raises(ValueError, match="labels"):
         DCGANGenerator(num_classes=3)(torch.randn(2, 100))
     with pytest.raises(ValueError, match="norm"):
@@ -116,12 +138,9 @@ def test_stylegan2_and_progan_layer_kits_agree():
                               dict(resolution=16, img_channels=3, base_ch=256, max_ch=16)),
                              (ProGANGenerator, ProGANDiscriminator, dict(z_dim=16, resolution=16, img_channels=3, base_ch=16, max_ch=16),
                               dict(resolution=16, img_channels=3, base_ch=16, max_ch=16))):
-        nets = {}
-        for layers in ("fastgan", "stock"):
-            torch.manual_seed(0)
-            nets[layers] = (Gc(layers=layers, **gkw).eval(), Dc(layers=layers, **dkw))
-        (Gf, Df), (Gs, Ds) = nets["fastgan"], nets["stock"]
-        assert list(Gf.state_dict()) == list(Gs.state_dict()) and list(Df.state_dict()) == list(Ds.state_dict())
+        torch.manual_seed(0)
+        Gf, Df = Gc(**gkw).eval(), Dc(**dkw)
+        Gs, Ds = _Kit(_copy(Gf), "stock"), _Kit(_copy(Df), "stock")
         z = torch.randn(4, 16)
         torch.manual_seed(1)
         xf = Gf(z)
@@ -135,6 +154,11 @@ def test_stylegan2_and_progan_layer_kits_agree():
         (g,) = torch.autograd.grad(Df(x).sum(), x, create_graph=True)
         g.square().sum().backward()
         first = Df.from_rgb if isinstance(Df.from_rgb, torch.nn.Module) and hasattr(Df.from_rgb, "weight") else Df.from_rgb[-1]
+        assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+        x = xf.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(Ds(x).sum(), x, create_graph=True)
+        g.square().sum().backward()
+        first = Ds.module.from_rgb if hasattr(Ds.module.from_rgb, "weight") else Ds.module.from_rgb[-1]
         assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
 
 
@@ -172,7 +196,7 @@ def test_stylegan2_modconv_forms_and_kits_agree_float64(layout):
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     kw = dict(z_dim=8, resolution=16, img_channels=3, base_ch=128, max_ch=8)
     torch.manual_seed(0)
-    ref = StyleGAN2Generator(layers="stock", modconv="grouped", **kw).double()
+    ref = StyleGAN2Generator(modconv="grouped", **kw).double()
     with torch.no_grad():
         for name, p in ref.named_parameters():
             if name.endswith("noise_strength") or name.endswith(".bias"):
@@ -181,10 +205,10 @@ def test_stylegan2_modconv_forms_and_kits_agree_float64(layout):
     outs = {}
     for layers in ("stock", "fastgan"):
         for modconv in ("grouped", "batched"):
-            G = StyleGAN2Generator(layers=layers, modconv=modconv, **kw).double().to(memory_format=fmt)
+            G = StyleGAN2Generator(modconv=modconv, **kw).double().to(memory_format=fmt)
             G.load_state_dict(ref.state_dict())
             torch.manual_seed(7)
-            img = G(z)
+            img = _Kit(G, layers)(z)
             if layers == "fastgan":  # the model's own layout out (internally channels_last on CPU)
                 assert img.is_contiguous(memory_format=fmt), modconv
             (img * torch.linspace(-1, 1, img.numel(), dtype=img.dtype).reshape(img.shape)).sum().backward()
@@ -201,15 +225,14 @@ def test_stylegan2_modconv_forms_and_kits_agree_float64(layout):
     for clamp in (None, 0.3):  # 0.3: the clamp is active on a good share of activations
         dkw = dict(resolution=16, img_channels=3, base_ch=128, max_ch=8, clamp=clamp)
         torch.manual_seed(0)
-        Ds = StyleGAN2Discriminator(layers="stock", **dkw).double().to(memory_format=fmt)
-        Df = StyleGAN2Discriminator(layers="fastgan", **dkw).double().to(memory_format=fmt)
-        Df.load_state_dict(Ds.state_dict())
+        Df = StyleGAN2Discriminator(**dkw).double().to(memory_format=fmt)
+        Ds = _Kit(_copy(Df), "stock")
         x = img0.contiguous(memory_format=fmt)
         pf, ps = r1_penalty(Df, x, 10.0), r1_penalty_naive(Ds, x, 10.0)
         torch.testing.assert_close(pf, ps)
         pf.backward()
         ps.backward()
-        for (n, a), b in zip(Df.named_parameters(), Ds.parameters()):
+        for (n, a), b in zip(Df.named_parameters(), Ds.module.parameters()):
             torch.testing.assert_close(a.grad, b.grad, msg=lambda m: f"D {n} clamp={clamp}: {m}")
 
 
@@ -227,9 +250,8 @@ def test_cpu_conv_shortcuts_match_stock_float64(case, layout):
         "conv_thin": (Conv2dAct, (3, 6, 4, 2, 1), (3, 3, 10, 9)),
         "conv_wide": (Conv2dAct, (8, 6, 3, 2, 1), (3, 8, 9, 9)),
     }[case]
-    a = cls(*args, act="lrelu", layers="fastgan").double()
-    b = cls(*args, act="lrelu", layers="stock").double()
-    b.load_state_dict(a.state_dict())
+    a = cls(*args, act="lrelu").double()
+    b = _Kit(_copy(a), "stock")
     x = torch.randn(shape, dtype=torch.float64)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -248,12 +270,9 @@ def test_dcgan_fastgan_kit_gradients_match_stock_float64():
     """The whole DCGAN (fastgan kit: channels_last inside on CPU, the conv shortcuts) against
     the stock kit in float64: images, logits, and the G step's gradients, which pass
     through D's input gradient into every layer of G."""
-    Gf, Df = _pair("fastgan", resolution=28)
-    Gs, Ds = _pair("stock", resolution=28)
-    Gs.load_state_dict(Gf.state_dict())
-    Ds.load_state_dict(Df.state_dict())
-    for m in (Gf, Df, Gs, Ds):
-        m.double()
+    Gf, Df = _pair(resolution=28)
+    Gf, Df = Gf.double(), Df.double()
+    Gs, Ds = _Kit(_copy(Gf), "stock"), _Kit(_copy(Df), "stock")
     z = torch.randn(4, 16, dtype=torch.float64)
     grads = []
     for G, D in ((Gf, Df), (Gs, Ds)):

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._backend import memory_format_of
+from .._backend import memory_format_of, use_layers
 
 Inputs = Tuple[torch.Tensor, ...]
 Impl = Callable[..., torch.Tensor]
@@ -378,7 +378,7 @@ class _TrainStep:
 
         cfg = _train_config(self.model, size)
         torch.manual_seed(0)
-        G, D = build_models(cfg, 0, layers=self.layers)
+        G, D = build_models(cfg, 0)
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         G, D = G.to(device, dtype, memory_format=fmt), D.to(device, dtype, memory_format=fmt)
         opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.99))
@@ -387,6 +387,10 @@ class _TrainStep:
         self.state = (G, D, g_call, d_call, opt_g, opt_d)
 
     def __call__(self, real, z1, z2):
+        with use_layers(self.layers):
+            return self._step(real, z1, z2)
+
+    def _step(self, real, z1, z2):
         from fastgan import losses
 
         if self.state is None:
@@ -522,7 +526,7 @@ class _PenaltyStep:
         from fastgan.train.build import build_models
 
         torch.manual_seed(0)
-        _, D = build_models(self.config(self.kind, size), 0, layers=self.layers)
+        _, D = build_models(self.config(self.kind, size), 0)
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         self.D = D.to(device, dtype, memory_format=fmt)
         self.call = torch.compile(self.D) if self.compiled else self.D
@@ -531,9 +535,10 @@ class _PenaltyStep:
 
         if self.D is None:
             raise RuntimeError("benchmark step used before configure()")
-        if self.compiled:
-            return self._compiled_call(real, fake)
-        return self._step(real, fake)
+        with use_layers(self.layers):
+            if self.compiled:
+                return self._compiled_call(real, fake)
+            return self._step(real, fake)
 
     def _compiled_call(self, real, fake):
         # Donated buffers (on by default) forbid create_graph=True outright; without them

@@ -1,10 +1,10 @@
-"""GAN models. Every model is buildable with ``layers='fastgan'`` (fused bias + activation
-kernels, the default) or ``layers='stock'`` (plain PyTorch) with identical state dicts.
+"""GAN models, built from the layer kit :mod:`fastgan.nn` only. Every model runs as the
+fastgan kit (fused kernels, the default) or, under ``fastgan.use_layers("stock")``, as
+plain PyTorch, with the same parameters and state dicts.
 
 The constructors take plain arguments; a training config is mapped onto them by
 :func:`fastgan.train.build.build_models`."""
 
 from .dcgan import DCGANDiscriminator, DCGANGenerator
-from .layers import LAYER_KITS
 
-__all__ = ["DCGANGenerator", "DCGANDiscriminator", "LAYER_KITS"]
+__all__ = ["DCGANGenerator", "DCGANDiscriminator"]

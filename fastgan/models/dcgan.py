@@ -17,8 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._backend import memory_format_of
-from .layers import BatchNormAct, Conv2dAct, ConvTranspose2dAct, check_layers
+from ..nn import BatchNormAct, Conv2dAct, ConvTranspose2dAct, memory_format_of, stock_layers
 
 RESOLUTIONS = (28, 32, 64)
 
@@ -48,24 +47,22 @@ def _init_dcgan(module: nn.Module) -> None:
 
 class DCGANGenerator(nn.Module):
     def __init__(self, z_dim: int = 100, resolution: int = 32, img_channels: int = 1, base_ch: int = 64,
-                 max_ch: int = 512, num_classes: int = 0, embed_dim: int = 50, layers: str = "fastgan",
+                 max_ch: int = 512, num_classes: int = 0, embed_dim: int = 50,
                  clamp: Optional[float] = None) -> None:
         super().__init__()
-        check_layers(layers)
         self.z_dim, self.resolution, self.img_channels, self.num_classes = z_dim, resolution, img_channels, num_classes
         s0, chans = _plan(resolution, base_ch, max_ch)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes > 0 else None
         in_dim = z_dim + (embed_dim if num_classes > 0 else 0)
         blocks: list[nn.Module] = [
-            ConvTranspose2dAct(in_dim, chans[0], s0, 1, 0, bias=False, layers=layers),
-            BatchNormAct(chans[0], "relu", clamp=clamp, layers=layers),
+            ConvTranspose2dAct(in_dim, chans[0], s0, 1, 0, bias=False, act="linear"),
+            BatchNormAct(chans[0], "relu", clamp=clamp),
         ]
         for cin, cout in zip(chans[:-1], chans[1:]):
-            blocks += [ConvTranspose2dAct(cin, cout, 4, 2, 1, bias=False, layers=layers),
-                       BatchNormAct(cout, "relu", clamp=clamp, layers=layers)]
-        blocks.append(ConvTranspose2dAct(chans[-1], img_channels, 4, 2, 1, act="tanh", layers=layers))
+            blocks += [ConvTranspose2dAct(cin, cout, 4, 2, 1, bias=False, act="linear"),
+                       BatchNormAct(cout, "relu", clamp=clamp)]
+        blocks.append(ConvTranspose2dAct(chans[-1], img_channels, 4, 2, 1, act="tanh"))
         self.net = nn.Sequential(*blocks)
-        self.cpu_channels_last = layers == "fastgan"
         _init_dcgan(self)
 
     def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -74,7 +71,7 @@ class DCGANGenerator(nn.Module):
                 raise ValueError("labels: a conditional generator needs class labels")
             z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
         x = z.reshape(z.shape[0], -1, 1, 1)
-        if not (self.cpu_channels_last and z.is_cpu):
+        if stock_layers() or not z.is_cpu:
             return self.net(x)
         # The fastgan kit on CPU: feature maps in channels_last (oneDNN's strided
         # convolutions are faster so), the image returned in the layout of G's parameters.
@@ -87,25 +84,23 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, resolution: int = 32, img_channels: int = 1, base_ch: int = 64, max_ch: int = 512,
-                 num_classes: int = 0, norm: str = "batch", layers: str = "fastgan",
+                 num_classes: int = 0, norm: str = "batch",
                  clamp: Optional[float] = None) -> None:
         super().__init__()
-        check_layers(layers)
         if norm not in ("batch", "none"):
             raise ValueError(f"norm: expected 'batch' or 'none', got {norm!r}")
         self.resolution, self.num_classes = resolution, num_classes
         s0, chans = _plan(resolution, base_ch, max_ch)
         chans = chans[::-1]  # resolution/2 ... s0
-        blocks: list[nn.Module] = [Conv2dAct(img_channels, chans[0], 4, 2, 1, act="lrelu", clamp=clamp, layers=layers)]
+        blocks: list[nn.Module] = [Conv2dAct(img_channels, chans[0], 4, 2, 1, act="lrelu", clamp=clamp)]
         for cin, cout in zip(chans[:-1], chans[1:]):
             if norm == "batch":
-                blocks += [Conv2dAct(cin, cout, 4, 2, 1, bias=False, layers=layers),
-                           BatchNormAct(cout, "lrelu", clamp=clamp, layers=layers)]
+                blocks += [Conv2dAct(cin, cout, 4, 2, 1, bias=False),
+                           BatchNormAct(cout, "lrelu", clamp=clamp)]
             else:
-                blocks.append(Conv2dAct(cin, cout, 4, 2, 1, act="lrelu", clamp=clamp, layers=layers))
+                blocks.append(Conv2dAct(cin, cout, 4, 2, 1, act="lrelu", clamp=clamp))
         self.features = nn.Sequential(*blocks)
-        self.out = Conv2dAct(chans[-1], 1, s0, 1, 0, layers=layers)
-        self.cpu_channels_last = layers == "fastgan"
+        self.out = Conv2dAct(chans[-1], 1, s0, 1, 0)
         self.embed = nn.Embedding(num_classes, chans[-1]) if num_classes > 0 else None
         _init_dcgan(self)
         if self.embed is not None:
@@ -115,7 +110,7 @@ class DCGANDiscriminator(nn.Module):
         # The fastgan kit on CPU: activations in channels_last when D's parameters are (see
         # DCGANGenerator). With NCHW parameters, converting the activations alone measured
         # slower (28 px DCGAN step ~1-2%, 64 px WGAN-GP critic step ~4%, interleaved runs).
-        if self.cpu_channels_last and x.is_cpu and memory_format_of(self.out.weight) == torch.channels_last:
+        if x.is_cpu and memory_format_of(self.out.weight) == torch.channels_last and not stock_layers():
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.features(x)
         logit = self.out(h).flatten(1).squeeze(1)

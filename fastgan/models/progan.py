@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import EqualConv2d, EqualLinear, check_layers, minibatch_stddev, pixel_norm
+from ..nn import EqualConv2d, EqualLinear, minibatch_stddev, pixel_norm
 
 
 def _ch(res: int, base_ch: int, max_ch: int) -> int:
@@ -49,21 +49,24 @@ class _Progressive(nn.Module):
 
 class ProGANGenerator(_Progressive):
     def __init__(self, z_dim: int = 256, resolution: int = 64, img_channels: int = 3, base_ch: int = 256,
-                 max_ch: int = 256, layers: str = "fastgan") -> None:
+                 max_ch: int = 256) -> None:
         super().__init__()
-        check_layers(layers)
         log2 = self._init_schedule(resolution)
         self.z_dim, self.resolution = z_dim, resolution
         c4 = _ch(4, base_ch, max_ch)
-        self.fc = EqualLinear(z_dim, c4 * 16, act="lrelu", gain=math.sqrt(2) / 4, layers=layers)
+        self.fc = EqualLinear(z_dim, c4 * 16, activation="lrelu", gain=math.sqrt(2) / 4)
         self.c4 = c4
-        self.conv4 = EqualConv2d(c4, c4, 3, layers=layers)
+        self.conv4 = EqualConv2d(c4, c4, 3, padding=1, act="lrelu")
         self.blocks = nn.ModuleList()
-        self.to_rgb = nn.ModuleList([EqualConv2d(c4, img_channels, 1, act="linear", layers=layers)])
+        self.to_rgb = nn.ModuleList([EqualConv2d(c4, img_channels, 1)])
         for r in range(3, log2 + 1):
             cin, cout = _ch(2 ** (r - 1), base_ch, max_ch), _ch(2 ** r, base_ch, max_ch)
-            self.blocks.append(nn.ModuleList([EqualConv2d(cin, cout, 3, layers=layers), EqualConv2d(cout, cout, 3, layers=layers)]))
-            self.to_rgb.append(EqualConv2d(cout, img_channels, 1, act="linear", layers=layers))
+            self.blocks.append(nn.ModuleList([
+                # nearest-neighbour 2x, then the conv: one fused block (a stride-2 transposed
+                # conv, then the 2x2 box filter + bias + activation in one pass)
+                EqualConv2d(cin, cout, 3, padding=1, act="lrelu", up=2, filter=(1, 1)),
+                EqualConv2d(cout, cout, 3, padding=1, act="lrelu")]))
+            self.to_rgb.append(EqualConv2d(cout, img_channels, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = pixel_norm(self.fc(pixel_norm(z)).reshape(z.shape[0], self.c4, 4, 4))
@@ -71,7 +74,6 @@ class ProGANGenerator(_Progressive):
         prev = None
         for s in range(1, self.stage + 1):
             prev = x
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
             c0, c1 = self.blocks[s - 1]
             x = pixel_norm(c1(pixel_norm(c0(x))))
         img = self.to_rgb[self.stage](x)
@@ -83,22 +85,20 @@ class ProGANGenerator(_Progressive):
 
 
 class ProGANDiscriminator(_Progressive):
-    def __init__(self, resolution: int = 64, img_channels: int = 3, base_ch: int = 256, max_ch: int = 256,
-                 layers: str = "fastgan") -> None:
+    def __init__(self, resolution: int = 64, img_channels: int = 3, base_ch: int = 256, max_ch: int = 256) -> None:
         super().__init__()
-        check_layers(layers)
         log2 = self._init_schedule(resolution)
         self.resolution = resolution
         c4 = _ch(4, base_ch, max_ch)
-        self.from_rgb = nn.ModuleList([EqualConv2d(img_channels, c4, 1, layers=layers)])
+        self.from_rgb = nn.ModuleList([EqualConv2d(img_channels, c4, 1, act="lrelu")])
         self.blocks = nn.ModuleList()
         for r in range(3, log2 + 1):
             cin, cout = _ch(2 ** r, base_ch, max_ch), _ch(2 ** (r - 1), base_ch, max_ch)
-            self.from_rgb.append(EqualConv2d(img_channels, cin, 1, layers=layers))
-            self.blocks.append(nn.ModuleList([EqualConv2d(cin, cin, 3, layers=layers), EqualConv2d(cin, cout, 3, layers=layers)]))
-        self.conv = EqualConv2d(c4 + 1, c4, 3, layers=layers)
-        self.fc = EqualLinear(c4 * 16, c4, act="lrelu", layers=layers)
-        self.out = EqualLinear(c4, 1, layers=layers)
+            self.from_rgb.append(EqualConv2d(img_channels, cin, 1, act="lrelu"))
+            self.blocks.append(nn.ModuleList([EqualConv2d(cin, cin, 3, padding=1, act="lrelu"), EqualConv2d(cin, cout, 3, padding=1, act="lrelu")]))
+        self.conv = EqualConv2d(c4 + 1, c4, 3, padding=1, act="lrelu")
+        self.fc = EqualLinear(c4 * 16, c4, activation="lrelu")
+        self.out = EqualLinear(c4, 1)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         s = self.stage

@@ -77,3 +77,44 @@ class FusedLeakyReLU(nn.Module):
         if b is not None and b.dtype != input.dtype:
             b = b.to(input.dtype)
         return bias_act(input, b, 1, "lrelu", self.negative_slope, self.scale)
+
+
+class _ActTail:
+    """The bias + activation (+ gain, + clamp) after a layer's linear part, as the fastgan
+    kit's modules run it: one :func:`fastgan.ops.bias_act` call (under
+    ``use_layers("stock")`` that op runs its reference, the textbook composition:
+    ``x + b``, ``F.leaky_relu`` ..., ``* gain``, ``clamp``). ``gain`` None: the
+    activation's default (sqrt(2) for relu and lrelu)."""
+
+    act: str
+    alpha: Optional[float]
+    gain: Optional[float]
+    clamp: Optional[float]
+
+    def _init_act(self, act: str, alpha: Optional[float], gain: Optional[float], clamp: Optional[float]) -> None:
+        if act not in ACTIVATIONS:
+            raise ValueError(f"act: unknown {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+        if clamp is not None and not clamp >= 0:
+            raise ValueError(f"clamp: expected None or >= 0, got {clamp}")
+        self.act = act
+        self.alpha = None if alpha is None else float(alpha)
+        self.gain = None if gain is None else float(gain)
+        self.clamp = None if clamp is None else float(clamp)
+
+    def _is_identity(self) -> bool:
+        return self.act == "linear" and (self.gain is None or self.gain == 1.0) and self.clamp is None
+
+    def _tail(self, x: torch.Tensor, b: Optional[torch.Tensor], dim: int = 1) -> torch.Tensor:
+        if b is None and self._is_identity():
+            return x  # nothing to do: no copy pass
+        if b is not None and b.dtype != x.dtype:
+            b = b.to(x.dtype)  # autocast: the layer ran in the lower precision
+        return bias_act(x, b, dim, self.act, self.alpha, self.gain, self.clamp)
+
+    def _act_repr(self) -> str:
+        s = f", act={self.act!r}"
+        if self.gain is not None:
+            s += f", gain={self.gain:g}"
+        if self.clamp is not None:
+            s += f", clamp={self.clamp:g}"
+        return s

@@ -4,8 +4,6 @@ here; fastgan.models only has constructors that take plain arguments."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 from torch import nn
 
 from ..models import DCGANDiscriminator, DCGANGenerator
@@ -13,26 +11,27 @@ from ..models import DCGANDiscriminator, DCGANGenerator
 __all__ = ["build_models"]
 
 
-def build_models(cfg, num_classes: int = 0, layers: Optional[str] = None) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for a :class:`fastgan.train.config.TrainConfig`; ``layers`` overrides ``cfg.layers``."""
-    layers = layers or cfg.layers
+def build_models(cfg, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for a :class:`fastgan.train.config.TrainConfig`. The layer kit
+    (``cfg.layers``) is not the models' business: the trainer runs them under
+    ``fastgan.use_layers(cfg.layers)``; the parameters are the same either way."""
     clamp = cfg.act_clamp if cfg.act_clamp is not None else (256.0 if cfg.precision == "fp16" else None)
     if cfg.model in ("dcgan", "cgan", "wgan", "wgan-gp"):
         nc = num_classes if cfg.model == "cgan" else 0
         if cfg.model == "cgan" and nc < 1:
             raise ValueError("num_classes: the conditional GAN needs a labelled dataset with >= 1 class")
-        G = DCGANGenerator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, nc, layers=layers, clamp=clamp)
+        G = DCGANGenerator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, nc, clamp=clamp)
         D = DCGANDiscriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, nc,
-                               norm="none" if cfg.model == "wgan-gp" else cfg.d_norm, layers=layers, clamp=clamp)
+                               norm="none" if cfg.model == "wgan-gp" else cfg.d_norm, clamp=clamp)
         return G, D
     if cfg.model == "progan":
         from ..models.progan import ProGANDiscriminator, ProGANGenerator
-        G = ProGANGenerator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers)
-        D = ProGANDiscriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers)
+        G = ProGANGenerator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch)
+        D = ProGANDiscriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch)
         return G, D
     if cfg.model == "stylegan2":
         from ..models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-        G = StyleGAN2Generator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers, clamp=clamp)
-        D = StyleGAN2Discriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, layers=layers, clamp=clamp)
+        G = StyleGAN2Generator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, clamp=clamp)
+        D = StyleGAN2Discriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, clamp=clamp)
         return G, D
     raise ValueError(f"model: unknown {cfg.model!r}")

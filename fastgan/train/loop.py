@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 
 from .. import losses
+from .._backend import use_layers
 from ..data.stream import BatchStream, DataSource, open_source, to_device
 from . import checkpoint as ck
 from .build import build_models
@@ -220,8 +221,9 @@ class Trainer:
     @torch.no_grad()
     def generate(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None, batch: int = 64) -> torch.Tensor:
         outs = []
-        for i in range(0, len(z), batch):
-            outs.append(self.G_ema(z[i:i + batch], labels[i:i + batch]) if labels is not None else self.G_ema(z[i:i + batch]))
+        with use_layers(self.cfg.layers):
+            for i in range(0, len(z), batch):
+                outs.append(self.G_ema(z[i:i + batch], labels[i:i + batch]) if labels is not None else self.G_ema(z[i:i + batch]))
         return torch.cat(outs).float()
 
     def _write_samples(self, name: Optional[str] = None) -> Optional[Path]:
@@ -413,6 +415,11 @@ class Trainer:
         self._stop_signal = signum
 
     def run(self) -> TrainResult:
+        # the layer kit (fastgan or stock): one switch for every module, this thread only
+        with use_layers(self.cfg.layers):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         cfg = self.cfg
         self._open_outputs()
         if self.resumed_from is not None:
