@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
+from ._common import FLOAT_DTYPES
 
 __all__ = [
     "upfirdn2d",
@@ -39,7 +40,6 @@ __all__ = [
     "filter2d",
 ]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 IntOrPair = Union[int, Sequence[int]]
 
 
@@ -130,7 +130,7 @@ def _check(x, f, up, down, padding, gain):
         raise TypeError(f"upfirdn2d: x must be a tensor, got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"upfirdn2d: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)

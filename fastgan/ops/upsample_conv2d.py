@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
+from ._common import FLOAT_DTYPES, pair
 from .bias_act import ACTIVATIONS, _check_args
 from .bias_act import _ref as _bias_act_ref
 
@@ -57,7 +58,6 @@ __all__ = [
     "downsample_conv2d_ref",
 ]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MAX_TAPS = 8
 # dtypes whose CPU transposed convolution runs in channels_last (measured for float32;
 # tests widen it to cover the path in every dtype).
@@ -179,7 +179,7 @@ def _check_tensors(x, weight, bias, op):
         raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"{op}: weight must be a tensor, got {type(weight).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
     if x.ndim != 4:
         raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
@@ -215,14 +215,6 @@ def _bias_like(bias, t):
 def _check_factor(v, name, op):
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{op}: {name} must be an int >= 1, got {v!r}")
-
-
-def _pair(v, name, op):
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v, v
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return int(v[0]), int(v[1])
-    raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
 
 
 def _up_geometry(weight, fir: _Fir, up: int, padding):
@@ -270,7 +262,7 @@ def _prepare(x, weight, bias, factor, factor_name, act, alpha, gain, clamp, padd
     _, alpha, gain, clamp = _check_args(x, None, 1, act, alpha, gain, clamp)
     if padding is None:
         padding = (weight.shape[2] // 2, weight.shape[3] // 2)
-    padding = _pair(padding, "padding", op)
+    padding = pair(padding, "padding", op)
     return alpha, gain, clamp, padding
 
 
