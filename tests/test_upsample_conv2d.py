@@ -21,7 +21,8 @@ from fastgan.ops import (
     upsample_conv2d,
     upsample_conv2d_ref,
 )
-from fastgan.ops.upsample_conv2d import _fir_filter_ref, _parse_filter
+from fastgan.ops._fir import parse_filter
+from fastgan.ops.upsample_conv2d import _fir_filter_ref
 
 from .conftest import requires_ext
 
@@ -277,7 +278,7 @@ def test_third_order_lrelu():
 
 
 def _fir_args(f=(1, 3, 3, 1), gain=4.0):
-    fir = _parse_filter(f, gain, False, "test")
+    fir = parse_filter(f, gain, False, "test")
     return fir.taps, fir.fh, fir.fw, fir.separable
 
 

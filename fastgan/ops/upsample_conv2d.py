@@ -39,15 +39,22 @@ The filter gradient is not computed (filters are constants, as in StyleGAN2-ADA)
 
 from __future__ import annotations
 
-import functools
-import math
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from .. import _backend
 from ._common import FLOAT_DTYPES, pair
+from ._fir import (
+    Fir,
+    FilterLike,
+    down_padding,
+    filtered_size,
+    parse_filter,
+    transposed_conv_padding,
+    up_padding,
+)
 from .bias_act import ACTIVATIONS, _check_args
 from .bias_act import _ref as _bias_act_ref
 
@@ -58,7 +65,6 @@ __all__ = [
     "downsample_conv2d_ref",
 ]
 
-_MAX_TAPS = 8
 # dtypes whose CPU transposed convolution runs in channels_last (measured for float32;
 # tests widen it to cover the path in every dtype).
 _CL_CONV_DTYPES = (torch.float32,)
@@ -66,101 +72,6 @@ _CL_CONV_DTYPES = (torch.float32,)
 # backward in channels_last, result converted back): no measurable gain on the 2-core CPU
 # at (8, 128, 64, 64) -> 32 x 32 (forward about equal, forward+backward within noise), so off.
 _CL_DOWN = False
-
-FilterLike = Union[Sequence[float], Sequence[Sequence[float]], torch.Tensor, float]
-
-
-class _Fir:
-    """A parsed FIR filter: kernel taps in correlation order, and the 2-D filter in
-    true-convolution order for the reference."""
-
-    __slots__ = ("taps", "fh", "fw", "separable", "conv2d")
-
-    def __init__(self, taps, fh, fw, separable, conv2d):
-        self.taps, self.fh, self.fw, self.separable, self.conv2d = taps, fh, fw, separable, conv2d
-
-
-def _filter_values(f: FilterLike, op: str):
-    """f as nested tuples of numbers (hashable, for the parse cache). A tensor filter is
-    read once and remembered on the tensor itself until it is modified in place (its
-    version counter): reading a CUDA tensor syncs with the host, which costs time on every
-    call and breaks CUDA graph capture."""
-    if isinstance(f, torch.Tensor):
-        cached = getattr(f, "_fastgan_filter", None)
-        if cached is not None and cached[0] == f._version:
-            return cached[1]
-        if not f.is_floating_point() and f.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"{op}: f must be a float tensor, got {f.dtype}")
-        values = _to_tuples(f.detach().cpu().double().tolist())
-        f._fastgan_filter = (f._version, values)
-        return values
-    return _to_tuples(f)
-
-
-def _to_tuples(f):
-    if isinstance(f, (list, tuple)):
-        return tuple(_to_tuples(v) for v in f)
-    return f
-
-
-def _parse_filter(f: FilterLike, gain: float, flip_filter: bool, op: str) -> _Fir:
-    """Normalizes f to unit sum and scales it by gain (per axis gain**0.5 when separable),
-    as StyleGAN2-ADA's setup_filter + upfirdn2d do. Pure Python so torch.compile sees
-    constants; parsed once per (filter, gain, flip)."""
-    values = _filter_values(f, op)
-    if torch.compiler.is_compiling():  # traced once: dynamo bakes the result in anyway
-        return _parse_filter_values(values, gain, flip_filter, op)
-    try:
-        hash(values)
-    except TypeError:  # not numbers (a bad filter): parse it uncached for the error
-        return _parse_filter_values(values, gain, flip_filter, op)
-    return _parse_filter_cached(values, float(gain), bool(flip_filter), op)
-
-
-def _parse_filter_values(f, gain: float, flip_filter: bool, op: str) -> _Fir:
-    if isinstance(f, (int, float)):
-        f = [float(f)]
-    if not isinstance(f, (list, tuple)) or len(f) == 0:
-        raise ValueError(f"{op}: f must be a non-empty 1-D (separable) or 2-D (full) filter, got {f!r}")
-    if all(isinstance(v, (int, float)) for v in f):
-        rows = [[float(v) for v in f]]
-        separable = True
-    elif all(isinstance(r, (list, tuple)) for r in f):
-        rows = [[float(v) for v in r] for r in f]
-        if len({len(r) for r in rows}) != 1 or len(rows[0]) == 0:
-            raise ValueError(f"{op}: f must be a rectangular 2-D filter, got row lengths {[len(r) for r in rows]}")
-        separable = False
-    else:
-        raise ValueError(f"{op}: f must be 1-D (separable) or 2-D (full), got {f!r}")
-    fh = len(rows[0]) if separable else len(rows)
-    fw = len(rows[0])
-    if fh > _MAX_TAPS or fw > _MAX_TAPS:
-        raise ValueError(f"{op}: f has {fh}x{fw} taps; at most {_MAX_TAPS} per axis are supported")
-    flat = [v for r in rows for v in r]
-    if not all(math.isfinite(v) for v in flat):
-        raise ValueError(f"{op}: f must be finite, got {f!r}")
-    total = sum(flat)
-    if total == 0:
-        raise ValueError(f"{op}: f sums to zero and cannot be normalized")
-    if separable:
-        g1 = math.sqrt(gain)
-        fv = [v / total * g1 for v in rows[0]]  # true-convolution order
-        if flip_filter:
-            fv = fv[::-1]
-        corr = fv[::-1]
-        taps = corr + corr
-        conv2d = [[a * b for b in fv] for a in fv]
-    else:
-        fm = [[v / total * gain for v in r] for r in rows]
-        if flip_filter:
-            fm = [r[::-1] for r in fm[::-1]]
-        corr = [r[::-1] for r in fm[::-1]]
-        taps = [v for r in corr for v in r]
-        conv2d = fm
-    return _Fir(taps, fh, fw, separable, conv2d)
-
-
-_parse_filter_cached = functools.lru_cache(maxsize=256)(_parse_filter_values)
 
 
 def _fir_filter_ref(x: torch.Tensor, f2d, padding) -> torch.Tensor:
@@ -217,21 +128,7 @@ def _check_factor(v, name, op):
         raise ValueError(f"{op}: {name} must be an int >= 1, got {v!r}")
 
 
-def _up_geometry(weight, fir: _Fir, up: int, padding):
-    """conv2d_resample's padding arithmetic for the transposed-convolution path:
-    returns (conv_transpose padding [pyt, pxt], FIR padding [px0, px1, py0, py1])."""
-    kh, kw = weight.shape[2], weight.shape[3]
-    py, px = padding
-    px0 = px + (fir.fw + up - 1) // 2 - (kw - 1)
-    px1 = px + (fir.fw - up) // 2 - (kw - up)
-    py0 = py + (fir.fh + up - 1) // 2 - (kh - 1)
-    py1 = py + (fir.fh - up) // 2 - (kh - up)
-    pxt = max(min(-px0, -px1), 0)
-    pyt = max(min(-py0, -py1), 0)
-    return [pyt, pxt], [px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt]
-
-
-def _fir_bias_act(t, b, fir: _Fir, pad, act, alpha, gain, clamp, out_format=None):
+def _fir_bias_act(t, b, fir: Fir, pad, act, alpha, gain, clamp, out_format=None):
     """FIR filter + bias + activation: the fused op when available, else the reference.
     out_format: the layout of the result (default: t's); the op writes it directly."""
     if _backend.use_kernel(t) and _HAS_OP:
@@ -306,8 +203,10 @@ def upsample_conv2d(
         from .bias_act import bias_act
 
         return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, None if clamp < 0 else clamp)
-    fir = _parse_filter(f, float(up * up), flip_filter, op)
-    tpad, fpad = _up_geometry(weight, fir, up, padding)
+    fir = parse_filter(f, float(up * up), flip_filter, op)
+    py, px = padding
+    tpad, fpad = transposed_conv_padding(*up_padding(px, px, py, py, fir.fw, fir.fh, up, up),
+                                         weight.shape[3], weight.shape[2], up)
     wt = weight.transpose(0, 1)
     if flip_weight:
         wt = wt.flip([2, 3])
@@ -322,7 +221,8 @@ def upsample_conv2d(
     else:
         t = F.conv_transpose2d(x, wt, stride=up, padding=tpad)
         out_format = None
-    if t.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or t.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
+    if (filtered_size(t.shape[2], fpad[2], fpad[3], fir.fh) < 1
+            or filtered_size(t.shape[3], fpad[0], fpad[1], fir.fw) < 1):
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
     return _fir_bias_act(t, _bias_like(bias, t), fir, fpad, act, alpha, gain, clamp, out_format)
 
@@ -364,11 +264,11 @@ def downsample_conv2d(
     if down == 1:
         t = F.conv2d(x, w, padding=padding)
         return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
-    fir = _parse_filter(f, 1.0, flip_filter, op)
+    fir = parse_filter(f, 1.0, flip_filter, op)
     py, px = padding
-    fpad = [px + (fir.fw - down + 1) // 2, px + (fir.fw - down) // 2,
-            py + (fir.fh - down + 1) // 2, py + (fir.fh - down) // 2]
-    if x.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or x.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
+    fpad = down_padding(px, px, py, py, fir.fw, fir.fh, down, down)
+    if (filtered_size(x.shape[2], fpad[2], fpad[3], fir.fh) < 1
+            or filtered_size(x.shape[3], fpad[0], fpad[1], fir.fw) < 1):
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
     if _CL_DOWN and _cpu_channels_last_conv(x):
         # The filter writes channels_last (transposing a contiguous x as it reads it), the
@@ -409,7 +309,7 @@ def _fir_bias_act_fake(x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp,
     if b is not None and b.device != x.device:  # what the real kernels check
         raise ValueError(f"fir_bias_act: b is on {b.device} but x is on {x.device}")
     n, c, h, w = x.shape
-    shape = (n, c, h + pad[2] + pad[3] - fh + 1, w + pad[0] + pad[1] - fw + 1)
+    shape = (n, c, filtered_size(h, pad[2], pad[3], fh), filtered_size(w, pad[0], pad[1], fw))
     fmt = _backend.memory_format_of(x) if out_format is None else out_format
     y = x.new_empty(shape).contiguous(memory_format=fmt)
     # saved: the kernel's working layout, channels_last if x or y is.
