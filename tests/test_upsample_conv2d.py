@@ -22,7 +22,7 @@ from fastgan.ops import (
     upsample_conv2d_ref,
 )
 from fastgan.ops._fir import parse_filter
-from fastgan.ops.upsample_conv2d import _fir_filter_ref
+from fastgan.ops.fir_bias_act import _fir_filter_ref
 
 from .conftest import requires_ext
 
