@@ -60,10 +60,6 @@ __all__ = [
 # dtypes whose CPU transposed convolution runs in channels_last (measured for float32;
 # tests widen it to cover the path in every dtype).
 _CL_CONV_DTYPES = (torch.float32,)
-# downsample_conv2d in channels_last (filter writes channels_last, strided conv and its
-# backward in channels_last, result converted back): no measurable gain on the 2-core CPU
-# at (8, 128, 64, 64) -> 32 x 32 (forward about equal, forward+backward within noise), so off.
-_CL_DOWN = False
 
 
 def _check_tensors(x, weight, bias, op):
@@ -238,14 +234,8 @@ def downsample_conv2d(
     if (filtered_size(x.shape[2], fpad[2], fpad[3], fir.fh) < 1
             or filtered_size(x.shape[3], fpad[0], fpad[1], fir.fw) < 1):
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
-    if _CL_DOWN and _cpu_channels_last_conv(x):
-        # The filter writes channels_last (transposing a contiguous x as it reads it), the
-        # strided convolution and its backward run in channels_last (oneDNN is faster so),
-        # and the 4x smaller result is returned in x's layout.
-        t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0, torch.channels_last)
-        t = F.conv2d(t, w.contiguous(memory_format=torch.channels_last), stride=down)
-        y = bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
-        return y.contiguous(memory_format=_backend.memory_format_of(x))
+    # In x's layout: a channels_last variant (filter writing channels_last, strided
+    # convolution and its backward in channels_last) measured no gain on CPU, so it was dropped.
     t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
     t = F.conv2d(t, w, stride=down)
     return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
