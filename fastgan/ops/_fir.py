@@ -132,11 +132,13 @@ def down_padding(px0, px1, py0, py1, fw, fh, downx, downy) -> list[int]:
     ]
 
 
-def transposed_conv_padding(px0, px1, py0, py1, kw, kh, up):
-    """Upsampling as a stride-``up`` transposed convolution followed by the FIR filter,
-    given the filter padding (x0, x1, y0, y1) of upfirdn2d's zero-insertion form (from
-    :func:`up_padding`): returns the transposed convolution's padding ``[pyt, pxt]`` (what
-    it can absorb by cropping its output) and the filter's padding after it."""
+def transposed_conv_padding(px0, px1, py0, py1, fw, fh, kw, kh, up):
+    """Upsampling by ``up`` with a ``kw`` x ``kh`` convolution as a stride-``up`` transposed
+    convolution followed by the ``fw`` x ``fh`` FIR filter (conv2d_resample's fast path),
+    for the convolution's padding (x0, x1, y0, y1) (plus, when it also downsamples, the
+    downsampling filter's): returns the transposed convolution's padding ``[pyt, pxt]``
+    (what it can absorb by cropping its output) and the filter's padding after it."""
+    px0, px1, py0, py1 = up_padding(px0, px1, py0, py1, fw, fh, up, up)
     px0 -= kw - 1
     px1 -= kw - up
     py0 -= kh - 1

@@ -74,9 +74,8 @@ def conv2d_resample(
     fw, fh = filter_size(f)
     px0, px1, py0, py1 = parse_padding(padding)
 
-    # The FIR filter's own padding, which keeps the image centred.
-    if up > 1:
-        px0, px1, py0, py1 = up_padding(px0, px1, py0, py1, fw, fh, up, up)
+    # The FIR filter's own padding, which keeps the image centred (for upsampling: added
+    # where the filter runs, below).
     if down > 1:
         px0, px1, py0, py1 = down_padding(px0, px1, py0, py1, fw, fh, down, down)
 
@@ -89,7 +88,8 @@ def conv2d_resample(
     if kw == 1 and kh == 1 and up > 1 and down == 1:
         x = _conv(x, w, groups=groups, flip_weight=flip_weight)
         return upfirdn2d(
-            x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter
+            x, f, up=up, padding=up_padding(px0, px1, py0, py1, fw, fh, up, up), gain=up**2,
+            flip_filter=flip_filter,
         )
 
     # Downsampling only: filter, then a strided convolution.
@@ -106,7 +106,7 @@ def conv2d_resample(
             w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw)
             w = w.transpose(1, 2)
             w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)
-        tpad, fpad = transposed_conv_padding(px0, px1, py0, py1, kw, kh, up)
+        tpad, fpad = transposed_conv_padding(px0, px1, py0, py1, fw, fh, kw, kh, up)
         x = _conv(
             x, w, stride=up, padding=tpad, groups=groups, transpose=True,
             flip_weight=not flip_weight,
@@ -116,16 +116,11 @@ def conv2d_resample(
             x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
         return x
 
-    # No resampling, symmetric non-negative padding: a plain convolution.
-    if up == 1 and down == 1 and px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+    # No resampling (every case left), symmetric non-negative padding: a plain convolution.
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
         return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
 
-    # Everything else: pad with upfirdn2d, convolve, decimate.
-    x = upfirdn2d(
-        x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2,
-        flip_filter=flip_filter,
-    )
-    x = _conv(x, w, groups=groups, flip_weight=flip_weight)
-    if down > 1:
-        x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
-    return x
+    # Everything else (no resampling; asymmetric or negative padding): pad / crop with
+    # upfirdn2d, then convolve.
+    x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+    return _conv(x, w, groups=groups, flip_weight=flip_weight)

@@ -45,7 +45,6 @@ from ._fir import (
     filtered_size,
     parse_filter,
     transposed_conv_padding,
-    up_padding,
 )
 from .bias_act import ACTIVATIONS, _check_args
 from .fir_bias_act import _HAS_OP, _fir_bias_act
@@ -169,7 +168,7 @@ def upsample_conv2d(
         return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, None if clamp < 0 else clamp)
     fir = parse_filter(f, float(up * up), flip_filter, op)
     py, px = padding
-    tpad, fpad = transposed_conv_padding(*up_padding(px, px, py, py, fir.fw, fir.fh, up, up),
+    tpad, fpad = transposed_conv_padding(px, px, py, py, fir.fw, fir.fh,
                                          weight.shape[3], weight.shape[2], up)
     wt = weight.transpose(0, 1)
     if flip_weight:
