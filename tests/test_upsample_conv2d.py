@@ -21,7 +21,8 @@ from fastgan.ops import (
     upsample_conv2d,
     upsample_conv2d_ref,
 )
-from fastgan.ops.upsample_conv2d import _fir_filter_ref, _parse_filter
+from fastgan.ops._fir import parse_filter
+from fastgan.ops.fir_bias_act import _fir_filter_ref
 
 from .conftest import requires_ext
 
@@ -277,7 +278,7 @@ def test_third_order_lrelu():
 
 
 def _fir_args(f=(1, 3, 3, 1), gain=4.0):
-    fir = _parse_filter(f, gain, False, "test")
+    fir = parse_filter(f, gain, False, "test")
     return fir.taps, fir.fh, fir.fw, fir.separable
 
 
@@ -446,12 +447,11 @@ def test_saved_memory_at_most_half_of_stock():
 
 @pytest.fixture
 def cl_conv_all_dtypes(monkeypatch):
-    """Run the blocks' channels_last convolution paths for every dtype (on for float32 only
-    by default; downsample_conv2d's is off by default), so float64 gradchecks cover them."""
+    """Run upsample_conv2d's channels_last convolution path for every dtype (on for float32
+    only by default), so float64 gradchecks cover it."""
     uc = importlib.import_module("fastgan.ops.upsample_conv2d")
 
     monkeypatch.setattr(uc, "_CL_CONV_DTYPES", tuple(DTYPES))
-    monkeypatch.setattr(uc, "_CL_DOWN", True)
     return uc
 
 
@@ -554,36 +554,3 @@ def test_fir_op_out_format(dtype, x_cl, out, act, clamp, f, pad):
             torch.library.opcheck(torch.ops.fastgan.fir_bias_act_grad.default, (gyl, s, gz) + gargs)
     with pytest.raises(ValueError, match="out_format"):
         torch.ops.fastgan.fir_bias_act(*args, torch.preserve_format)
-
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cl", [False, True])
-@pytest.mark.parametrize("shape", [(2, 5, 8, 6), (1, 16, 9, 11)])
-@pytest.mark.parametrize("act", ["lrelu", "tanh"])
-def test_down_cl_conv_path(cl_conv_all_dtypes, dtype, cl, shape, act):
-    """downsample_conv2d's channels_last path (filter writes channels_last from either
-    layout, strided conv in channels_last, result back in x's layout)."""
-    n, c, h, wd = shape
-    x0, w0, b0 = rand(*shape, dtype=dtype, cl=cl), rand(7, c, 3, 3, seed=1, dtype=dtype) * 0.3, rand(7, seed=2, dtype=dtype)
-    x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
-    # (half-precision clamp decisions near the bound flip against float64: clamp in fp32/64)
-    clamp = 0.8 if dtype in (torch.float32, torch.float64) else None
-    y = downsample_conv2d(x, w, b, act=act, clamp=clamp)
-    assert y.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
-    xr, wr, br = (t.double().clone().requires_grad_() for t in (x0, w0, b0))
-    yr = downsample_conv2d_ref(xr, wr, br, act=act, clamp=clamp)
-    close(y, yr, dtype, scale=4)
-    gy = rand(*y.shape, seed=3, dtype=dtype)
-    for g, gr in zip(torch.autograd.grad(y, (x, w, b), gy), torch.autograd.grad(yr, (xr, wr, br), gy.double())):
-        close(g, gr, dtype, scale=40)
-
-
-@pytest.mark.parametrize("cl", [False, True])
-def test_gradcheck_down_cl_conv(cl_conv_all_dtypes, cl):
-    x = rand(1, 2, 6, 5, cl=cl).requires_grad_()
-    w = (rand(3, 2, 3, 3, seed=1) * 0.5).requires_grad_()
-    b = rand(3, seed=2).requires_grad_()
-    fn = lambda x, w, b: downsample_conv2d(x, w, b, act="softplus")  # noqa: E731
-    assert gradcheck(fn, (x, w, b))
-    assert gradgradcheck(fn, (x, w, b))

@@ -14,7 +14,8 @@ from fastgan.ops import (
     upsample_conv2d,
     upsample_conv2d_ref,
 )
-from fastgan.ops.upsample_conv2d import _fir_filter_ref, _parse_filter
+from fastgan.ops._fir import parse_filter
+from fastgan.ops.fir_bias_act import _fir_filter_ref
 from tests.cuda_device import DEVICE, MARKS, cuda_only, side_stream_matches, tf32_off
 
 pytestmark = MARKS
@@ -184,7 +185,7 @@ def _direct_inputs(case, dtype, act, clamp, seed=5):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
     b = torch.randn(shape[1], generator=g, dtype=torch.float64).to(dtype)
-    fir = _parse_filter(f, 1.0, False, "test")
+    fir = parse_filter(f, 1.0, False, "test")
     spec = ACTIVATIONS[act]
     args = (fir.taps, fir.fh, fir.fw, fir.separable, pad, act, spec.def_alpha, spec.def_gain, clamp)
     return x, b, fir, pad, args, cl, g
@@ -277,7 +278,7 @@ def test_side_stream(case):
 
 def test_fir_grad_empty_and_cropped_source():
     """No channels (nothing to launch), and an output that crops most of the input."""
-    fir = _parse_filter((1, 3, 3, 1), 1.0, False, "t")
+    fir = parse_filter((1, 3, 3, 1), 1.0, False, "t")
     x = torch.randn(2, 0, 6, 6, device=DEVICE)
     y, saved = torch.ops.fastgan.fir_bias_act(x, torch.zeros(0, device=DEVICE), fir.taps, 4, 4, True, [0, 0, 0, 0], "lrelu", 0.2, 1.0, -1.0)
     gx, gb = torch.ops.fastgan.fir_bias_act_grad(torch.zeros_like(y), saved, None, fir.taps, 4, 4, True, [0, 0, 0, 0], 6, 6, "lrelu", 0.2, 1.0, -1.0, True)
@@ -297,7 +298,7 @@ def test_fir_grad_empty_and_cropped_source():
 
 
 def test_opcheck_cuda():
-    fir = _parse_filter((1, 3, 3, 1), 4.0, False, "t")
+    fir = parse_filter((1, 3, 3, 1), 4.0, False, "t")
     x = torch.randn(2, 3, 7, 6, device=DEVICE, requires_grad=True)
     b = torch.randn(3, device=DEVICE, requires_grad=True)
     args = (x, b, fir.taps, fir.fh, fir.fw, fir.separable, [1, 2, 2, 0], "lrelu", 0.2, 1.4, 0.5)

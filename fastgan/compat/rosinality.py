@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections import abc
-
 import torch
 
 from ..nn.bias_act import FusedLeakyReLU
@@ -13,10 +11,6 @@ from ..ops.bias_act import fused_leaky_relu
 from ..ops.upfirdn2d import upfirdn2d as _upfirdn2d
 
 __all__ = ["FusedLeakyReLU", "conv2d_gradfix", "fused_leaky_relu", "upfirdn2d"]
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, abc.Iterable) else (v, v)
 
 
 def upfirdn2d(input: torch.Tensor, kernel: torch.Tensor, up=1, down=1, pad=(0, 0)) -> torch.Tensor:
@@ -28,4 +22,5 @@ def upfirdn2d(input: torch.Tensor, kernel: torch.Tensor, up=1, down=1, pad=(0, 0
     if not isinstance(kernel, torch.Tensor) or kernel.ndim != 2:
         raise ValueError("upfirdn2d: kernel must be a 2-D tensor [kh, kw]")
     kernel = kernel.to(device=input.device, dtype=torch.float32)
-    return _upfirdn2d(input, kernel, up=list(_pair(up)), down=list(_pair(down)), padding=list(pad))
+    # up / down go through as given: fastgan's upfirdn2d takes an int or (x, y) and checks them.
+    return _upfirdn2d(input, kernel, up=up, down=down, padding=list(pad))

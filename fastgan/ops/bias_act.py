@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
+from ._common import FLOAT_DTYPES
 
 __all__ = ["bias_act", "bias_act_ref", "fused_leaky_relu", "ACTIVATIONS"]
 
@@ -63,7 +64,6 @@ ACTIVATIONS: dict[str, _ActSpec] = {
     "swish": _ActSpec(0.0, _SQRT2, False, False),
     "gelu": _ActSpec(0.0, 1.0, False, False),
 }
-_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _NUMBERS = (float, int)
 # act -> (default alpha, default gain), for the fast path of bias_act.
 _DEFAULTS = {name: (spec.def_alpha, spec.def_gain) for name, spec in ACTIVATIONS.items()}
@@ -95,7 +95,7 @@ def _check_args(x, b, dim, act, alpha, gain, clamp):
     """Validates the public arguments; returns (dim, alpha, gain, clamp) normalized."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"bias_act: x must be a tensor, got {type(x).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"bias_act: x must be float32, float64, float16 or bfloat16, got {x.dtype}"
         )

@@ -40,6 +40,8 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from ._common import pair
+
 __all__ = [
     "no_weight_gradients",
     "weight_gradients_disabled",
@@ -74,15 +76,6 @@ def no_weight_gradients(enabled: bool = True) -> Iterator[None]:
 def weight_gradients_disabled() -> bool:
     """True while some :func:`no_weight_gradients` block is active."""
     return _depth > 0
-
-
-def _pair(v: _IntOr2, name: str, fn: str) -> list[int]:
-    if isinstance(v, int):
-        return [v, v]
-    v = list(v)
-    if len(v) != 2 or not all(isinstance(i, int) for i in v):
-        raise ValueError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
-    return v
 
 
 class _Convolution(torch.autograd.Function):
@@ -162,7 +155,7 @@ def conv2d(
 ) -> torch.Tensor:
     """``F.conv2d`` (integer padding) whose backward honours :func:`no_weight_gradients`."""
     _check_conv(input, weight, bias, "conv2d")
-    stride, padding, dilation = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d"), _pair(dilation, "dilation", "conv2d")
+    stride, padding, dilation = pair(stride, "stride", "conv2d"), pair(padding, "padding", "conv2d"), pair(dilation, "dilation", "conv2d")
     if not _use_function(input, weight, bias):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return _apply(_Convolution, input, weight, bias, stride, padding, dilation, False, [0, 0], groups)
@@ -181,8 +174,8 @@ def conv_transpose2d(
     """``F.conv_transpose2d`` whose backward honours :func:`no_weight_gradients`."""
     fn = "conv_transpose2d"
     _check_conv(input, weight, bias, fn)
-    stride, padding = _pair(stride, "stride", fn), _pair(padding, "padding", fn)
-    output_padding, dilation = _pair(output_padding, "output_padding", fn), _pair(dilation, "dilation", fn)
+    stride, padding = pair(stride, "stride", fn), pair(padding, "padding", fn)
+    output_padding, dilation = pair(output_padding, "output_padding", fn), pair(dilation, "dilation", fn)
     if not _use_function(input, weight, bias):
         return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
     return _apply(_Convolution, input, weight, bias, stride, padding, dilation, True, output_padding, groups)

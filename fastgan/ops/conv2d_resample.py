@@ -19,7 +19,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .upfirdn2d import _filter_size, _parse_padding, upfirdn2d
+from ._fir import down_padding, filter_size, parse_padding, transposed_conv_padding, up_padding
+from .upfirdn2d import upfirdn2d
 
 __all__ = ["conv2d_resample"]
 
@@ -70,20 +71,13 @@ def conv2d_resample(
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"conv2d_resample: {name} must be an int >= 1, got {v!r}")
     out_channels, in_per_group, kh, kw = (int(s) for s in w.shape)
-    fw, fh = _filter_size(f)
-    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = filter_size(f)
+    px0, px1, py0, py1 = parse_padding(padding)
 
-    # The FIR filter's own padding, which keeps the image centred.
-    if up > 1:
-        px0 += (fw + up - 1) // 2
-        px1 += (fw - up) // 2
-        py0 += (fh + up - 1) // 2
-        py1 += (fh - up) // 2
+    # The FIR filter's own padding, which keeps the image centred (for upsampling: added
+    # where the filter runs, below).
     if down > 1:
-        px0 += (fw - down + 1) // 2
-        px1 += (fw - down) // 2
-        py0 += (fh - down + 1) // 2
-        py1 += (fh - down) // 2
+        px0, px1, py0, py1 = down_padding(px0, px1, py0, py1, fw, fh, down, down)
 
     # 1x1 convolution, downsampling only: downsample first (fewer pixels to convolve).
     if kw == 1 and kh == 1 and down > 1 and up == 1:
@@ -94,7 +88,8 @@ def conv2d_resample(
     if kw == 1 and kh == 1 and up > 1 and down == 1:
         x = _conv(x, w, groups=groups, flip_weight=flip_weight)
         return upfirdn2d(
-            x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter
+            x, f, up=up, padding=up_padding(px0, px1, py0, py1, fw, fh, up, up), gain=up**2,
+            flip_filter=flip_filter,
         )
 
     # Downsampling only: filter, then a strided convolution.
@@ -111,35 +106,21 @@ def conv2d_resample(
             w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw)
             w = w.transpose(1, 2)
             w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)
-        px0 -= kw - 1
-        px1 -= kw - up
-        py0 -= kh - 1
-        py1 -= kh - up
-        # Padding the transposed convolution can absorb (it crops its output).
-        pxt = max(min(-px0, -px1), 0)
-        pyt = max(min(-py0, -py1), 0)
+        tpad, fpad = transposed_conv_padding(px0, px1, py0, py1, fw, fh, kw, kh, up)
         x = _conv(
-            x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True,
+            x, w, stride=up, padding=tpad, groups=groups, transpose=True,
             flip_weight=not flip_weight,
         )
-        x = upfirdn2d(
-            x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2,
-            flip_filter=flip_filter,
-        )
+        x = upfirdn2d(x, f, padding=fpad, gain=up**2, flip_filter=flip_filter)
         if down > 1:
             x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
         return x
 
-    # No resampling, symmetric non-negative padding: a plain convolution.
-    if up == 1 and down == 1 and px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+    # No resampling (every case left), symmetric non-negative padding: a plain convolution.
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
         return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
 
-    # Everything else: pad with upfirdn2d, convolve, decimate.
-    x = upfirdn2d(
-        x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2,
-        flip_filter=flip_filter,
-    )
-    x = _conv(x, w, groups=groups, flip_weight=flip_weight)
-    if down > 1:
-        x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
-    return x
+    # Everything else (no resampling; asymmetric or negative padding): pad / crop with
+    # upfirdn2d, then convolve.
+    x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+    return _conv(x, w, groups=groups, flip_weight=flip_weight)

@@ -41,10 +41,10 @@ import math
 import torch
 
 from .. import _backend
+from ._common import FLOAT_DTYPES
 
 __all__ = ["grad_penalty", "grad_penalty_ref", "grad_sqnorm", "grad_sqnorm_ref"]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _NUMBERS = (float, int)
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -56,7 +56,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def _check_grads(grads) -> None:
     if not isinstance(grads, torch.Tensor):
         raise TypeError(f"grad_penalty: grads must be a tensor, got {type(grads).__name__}")
-    if grads.dtype not in _FLOAT_DTYPES:
+    if grads.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"grad_penalty: grads must be float32, float64, float16 or bfloat16, got {grads.dtype}"
         )

@@ -29,6 +29,16 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
+from ._common import FLOAT_DTYPES
+from ._fir import (
+    down_padding,
+    filter_size,
+    make_filter,
+    out_size,
+    parse_padding,
+    parse_scaling,
+    up_padding,
+)
 
 __all__ = [
     "upfirdn2d",
@@ -39,52 +49,7 @@ __all__ = [
     "filter2d",
 ]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 IntOrPair = Union[int, Sequence[int]]
-
-
-def _parse_scaling(value, name: str) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise TypeError(f"upfirdn2d: {name} must be an int or [x, y], got {value!r}")
-    if isinstance(value, int):
-        sx = sy = value
-    else:
-        try:
-            sx, sy = (int(v) for v in value)
-        except (TypeError, ValueError):
-            raise TypeError(f"upfirdn2d: {name} must be an int or [x, y], got {value!r}") from None
-    if sx < 1 or sy < 1:
-        raise ValueError(f"upfirdn2d: {name} must be >= 1, got {value!r}")
-    return sx, sy
-
-
-def _parse_padding(padding) -> tuple[int, int, int, int]:
-    if isinstance(padding, bool):
-        raise TypeError(f"upfirdn2d: padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding!r}")
-    if isinstance(padding, int):
-        return padding, padding, padding, padding
-    try:
-        p = [int(v) for v in padding]
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"upfirdn2d: padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding!r}"
-        ) from None
-    if len(p) == 2:
-        return p[0], p[0], p[1], p[1]
-    if len(p) == 4:
-        return p[0], p[1], p[2], p[3]
-    raise ValueError(f"upfirdn2d: padding must have 1, 2 or 4 values, got {padding!r}")
-
-
-def _filter_size(f: Optional[torch.Tensor]) -> tuple[int, int]:
-    """(fw, fh) of a filter in the contract's convention (None: 1x1)."""
-    if f is None:
-        return 1, 1
-    if not isinstance(f, torch.Tensor) or f.ndim not in (1, 2):
-        raise ValueError("upfirdn2d: f must be a 1-D or 2-D tensor or None")
-    fw = f.shape[-1]
-    fh = f.shape[0]
-    return int(fw), int(fh)
 
 
 def setup_filter(
@@ -102,27 +67,7 @@ def setup_filter(
     ``normalize`` divides by the sum; ``flip_filter`` flips it; ``gain`` scales the whole
     filter (each of the two axes of a separable filter by ``sqrt(gain)``).
     """
-    if f is None:
-        f = 1
-    f = torch.as_tensor(f, dtype=torch.float32)
-    if f.ndim not in (0, 1, 2):
-        raise ValueError(f"setup_filter: f must be a scalar, 1-D or 2-D, got {f.ndim}-D")
-    if f.numel() == 0:
-        raise ValueError("setup_filter: f must not be empty")
-    if f.ndim == 0:
-        f = f[None]
-    if separable is None:
-        separable = f.ndim == 1 and f.numel() >= 8
-    if f.ndim == 1 and not separable:
-        f = torch.outer(f, f)
-    if f.ndim != (1 if separable else 2):
-        raise ValueError("setup_filter: a 2-D filter cannot be made separable")
-    if normalize:
-        f = f / f.sum()
-    if flip_filter:
-        f = f.flip(list(range(f.ndim)))
-    f = f * (gain ** (f.ndim / 2))
-    return f.to(device=device)
+    return make_filter(f, device, normalize, flip_filter, gain, separable)
 
 
 def _check(x, f, up, down, padding, gain):
@@ -130,7 +75,7 @@ def _check(x, f, up, down, padding, gain):
         raise TypeError(f"upfirdn2d: x must be a tensor, got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"upfirdn2d: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
@@ -144,13 +89,13 @@ def _check(x, f, up, down, padding, gain):
         raise ValueError("upfirdn2d: f must not be empty")
     if f.device != x.device:
         raise ValueError(f"upfirdn2d: f is on {f.device} but x is on {x.device}")
-    upx, upy = _parse_scaling(up, "up")
-    downx, downy = _parse_scaling(down, "down")
-    px0, px1, py0, py1 = _parse_padding(padding)
+    upx, upy = parse_scaling(up, "up")
+    downx, downy = parse_scaling(down, "down")
+    px0, px1, py0, py1 = parse_padding(padding)
     gain = float(gain)
     if not math.isfinite(gain):
         raise ValueError(f"upfirdn2d: gain must be finite, got {gain}")
-    fw, fh = _filter_size(f)
+    fw, fh = filter_size(f)
     _, _, h, w = x.shape
     if w * upx + px0 + px1 < fw or h * upy + py0 + py1 < fh:
         raise ValueError(
@@ -246,38 +191,23 @@ _PAD4 = {int: lambda p: (p, p, p, p), list: _pad_seq, tuple: _pad_seq}
 def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1):
     """Upsample by ``up`` with filter ``f``; the output is ``up`` times the input's size
     (plus ``padding``). The filter is scaled by ``upx * upy`` to keep the mean."""
-    upx, upy = _parse_scaling(up, "up")
-    px0, px1, py0, py1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [
-        px0 + (fw + upx - 1) // 2,
-        px1 + (fw - upx) // 2,
-        py0 + (fh + upy - 1) // 2,
-        py1 + (fh - upy) // 2,
-    ]
+    upx, upy = parse_scaling(up, "up")
+    p = up_padding(*parse_padding(padding), *filter_size(f), upx, upy)
     return upfirdn2d(x, f, up=[upx, upy], padding=p, flip_filter=flip_filter, gain=gain * upx * upy)
 
 
 def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1):
     """Filter with ``f`` and downsample by ``down``; the output is the input's size divided
     by ``down`` (plus ``padding``)."""
-    downx, downy = _parse_scaling(down, "down")
-    px0, px1, py0, py1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [
-        px0 + (fw - downx + 1) // 2,
-        px1 + (fw - downx) // 2,
-        py0 + (fh - downy + 1) // 2,
-        py1 + (fh - downy) // 2,
-    ]
+    downx, downy = parse_scaling(down, "down")
+    p = down_padding(*parse_padding(padding), *filter_size(f), downx, downy)
     return upfirdn2d(x, f, down=[downx, downy], padding=p, flip_filter=flip_filter, gain=gain)
 
 
 def filter2d(x, f, padding=0, flip_filter=False, gain=1):
     """Filter with ``f``, keeping the size (plus ``padding``)."""
-    px0, px1, py0, py1 = _parse_padding(padding)
-    fw, fh = _filter_size(f)
-    p = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    # downsampling by 1: the padding that keeps the size
+    p = down_padding(*parse_padding(padding), *filter_size(f), 1, 1)
     return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain)
 
 
@@ -286,17 +216,13 @@ def filter2d(x, f, padding=0, flip_filter=False, gain=1):
 # --------------------------------------------------------------------------------------
 
 
-def _out_size(n_in, up, down, p0, p1, taps):
-    return (n_in * up + p0 + p1 - taps) // down + 1
-
-
 def _upfirdn2d_fake(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, gain):
     if f.device != x.device:  # what the real kernels check (a meta tensor lands here)
         raise ValueError(f"upfirdn2d: f is on {f.device} but x is on {x.device}")
     fw, fh = int(f.shape[-1]), int(f.shape[0])
     n, c, h, w = x.shape
-    oh = _out_size(h, upy, downy, py0, py1, fh)
-    ow = _out_size(w, upx, downx, px0, px1, fw)
+    oh = out_size(h, upy, downy, py0, py1, fh)
+    ow = out_size(w, upx, downx, px0, px1, fw)
     return x.new_empty((n, c, oh, ow)).contiguous(memory_format=_backend.memory_format_of(x))
 
 

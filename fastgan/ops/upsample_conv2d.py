@@ -16,17 +16,10 @@ padding arithmetic of that contract), followed by the ``bias_act`` contract.
   contiguous grad of y transposing it in cache, and the convolution's backward runs in
   channels_last too.
 * Everything after it -- FIR filter (separable or full, up to 8 taps per axis), bias,
-  activation, gain, clamp -- is ONE op, ``fastgan::fir_bias_act``, one pass over memory.
-* Its backward is ONE op, ``fastgan::fir_bias_act_grad``: ``g = grad * dy/dz``, the
-  transposed FIR filter of ``g`` and the bias gradient (the sum of ``g``), in one pass.
-* The forward saves only what the backward needs: for linear / relu / lrelu a uint8 mask
-  (bit 0: z > 0, bit 1: not clamped), nothing at all for linear without clamp, and the
-  pre-activation ``z`` for smooth activations. The transposed convolution saves its input
-  and weight as usual; the upsampled intermediate is never saved.
-* Double backward: the backward op has its own autograd formula built from the forward op
-  (the adjoint of the adjoint) and ``bias_act_grad``, so gradients of gradients (path
-  length regularization, R1 through the discriminator) work; for piecewise-linear
-  activations to any order.
+  activation, gain, clamp -- is ONE op, ``fastgan::fir_bias_act`` (one pass over memory,
+  saving only a mask or the pre-activation; its backward is one op too, and double
+  backward works: see :mod:`fastgan.ops.fir_bias_act`). The transposed convolution saves
+  its input and weight as usual; the upsampled intermediate is never saved.
 
 ``downsample_conv2d`` (discriminator) is FIR filter, strided convolution, bias_act. The FIR
 filter runs as ``fir_bias_act`` with a linear activation and no bias (one pass, saves
@@ -39,16 +32,22 @@ The filter gradient is not computed (filters are constants, as in StyleGAN2-ADA)
 
 from __future__ import annotations
 
-import functools
-import math
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from .. import _backend
+from ._common import FLOAT_DTYPES, pair
+from ._fir import (
+    FilterLike,
+    down_padding,
+    filtered_size,
+    parse_filter,
+    transposed_conv_padding,
+)
 from .bias_act import ACTIVATIONS, _check_args
-from .bias_act import _ref as _bias_act_ref
+from .fir_bias_act import _HAS_OP, _fir_bias_act
 
 __all__ = [
     "upsample_conv2d",
@@ -57,121 +56,9 @@ __all__ = [
     "downsample_conv2d_ref",
 ]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_MAX_TAPS = 8
 # dtypes whose CPU transposed convolution runs in channels_last (measured for float32;
 # tests widen it to cover the path in every dtype).
 _CL_CONV_DTYPES = (torch.float32,)
-# downsample_conv2d in channels_last (filter writes channels_last, strided conv and its
-# backward in channels_last, result converted back): no measurable gain on the 2-core CPU
-# at (8, 128, 64, 64) -> 32 x 32 (forward about equal, forward+backward within noise), so off.
-_CL_DOWN = False
-
-FilterLike = Union[Sequence[float], Sequence[Sequence[float]], torch.Tensor, float]
-
-
-class _Fir:
-    """A parsed FIR filter: kernel taps in correlation order, and the 2-D filter in
-    true-convolution order for the reference."""
-
-    __slots__ = ("taps", "fh", "fw", "separable", "conv2d")
-
-    def __init__(self, taps, fh, fw, separable, conv2d):
-        self.taps, self.fh, self.fw, self.separable, self.conv2d = taps, fh, fw, separable, conv2d
-
-
-def _filter_values(f: FilterLike, op: str):
-    """f as nested tuples of numbers (hashable, for the parse cache). A tensor filter is
-    read once and remembered on the tensor itself until it is modified in place (its
-    version counter): reading a CUDA tensor syncs with the host, which costs time on every
-    call and breaks CUDA graph capture."""
-    if isinstance(f, torch.Tensor):
-        cached = getattr(f, "_fastgan_filter", None)
-        if cached is not None and cached[0] == f._version:
-            return cached[1]
-        if not f.is_floating_point() and f.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"{op}: f must be a float tensor, got {f.dtype}")
-        values = _to_tuples(f.detach().cpu().double().tolist())
-        f._fastgan_filter = (f._version, values)
-        return values
-    return _to_tuples(f)
-
-
-def _to_tuples(f):
-    if isinstance(f, (list, tuple)):
-        return tuple(_to_tuples(v) for v in f)
-    return f
-
-
-def _parse_filter(f: FilterLike, gain: float, flip_filter: bool, op: str) -> _Fir:
-    """Normalizes f to unit sum and scales it by gain (per axis gain**0.5 when separable),
-    as StyleGAN2-ADA's setup_filter + upfirdn2d do. Pure Python so torch.compile sees
-    constants; parsed once per (filter, gain, flip)."""
-    values = _filter_values(f, op)
-    if torch.compiler.is_compiling():  # traced once: dynamo bakes the result in anyway
-        return _parse_filter_values(values, gain, flip_filter, op)
-    try:
-        hash(values)
-    except TypeError:  # not numbers (a bad filter): parse it uncached for the error
-        return _parse_filter_values(values, gain, flip_filter, op)
-    return _parse_filter_cached(values, float(gain), bool(flip_filter), op)
-
-
-def _parse_filter_values(f, gain: float, flip_filter: bool, op: str) -> _Fir:
-    if isinstance(f, (int, float)):
-        f = [float(f)]
-    if not isinstance(f, (list, tuple)) or len(f) == 0:
-        raise ValueError(f"{op}: f must be a non-empty 1-D (separable) or 2-D (full) filter, got {f!r}")
-    if all(isinstance(v, (int, float)) for v in f):
-        rows = [[float(v) for v in f]]
-        separable = True
-    elif all(isinstance(r, (list, tuple)) for r in f):
-        rows = [[float(v) for v in r] for r in f]
-        if len({len(r) for r in rows}) != 1 or len(rows[0]) == 0:
-            raise ValueError(f"{op}: f must be a rectangular 2-D filter, got row lengths {[len(r) for r in rows]}")
-        separable = False
-    else:
-        raise ValueError(f"{op}: f must be 1-D (separable) or 2-D (full), got {f!r}")
-    fh = len(rows[0]) if separable else len(rows)
-    fw = len(rows[0])
-    if fh > _MAX_TAPS or fw > _MAX_TAPS:
-        raise ValueError(f"{op}: f has {fh}x{fw} taps; at most {_MAX_TAPS} per axis are supported")
-    flat = [v for r in rows for v in r]
-    if not all(math.isfinite(v) for v in flat):
-        raise ValueError(f"{op}: f must be finite, got {f!r}")
-    total = sum(flat)
-    if total == 0:
-        raise ValueError(f"{op}: f sums to zero and cannot be normalized")
-    if separable:
-        g1 = math.sqrt(gain)
-        fv = [v / total * g1 for v in rows[0]]  # true-convolution order
-        if flip_filter:
-            fv = fv[::-1]
-        corr = fv[::-1]
-        taps = corr + corr
-        conv2d = [[a * b for b in fv] for a in fv]
-    else:
-        fm = [[v / total * gain for v in r] for r in rows]
-        if flip_filter:
-            fm = [r[::-1] for r in fm[::-1]]
-        corr = [r[::-1] for r in fm[::-1]]
-        taps = [v for r in corr for v in r]
-        conv2d = fm
-    return _Fir(taps, fh, fw, separable, conv2d)
-
-
-_parse_filter_cached = functools.lru_cache(maxsize=256)(_parse_filter_values)
-
-
-def _fir_filter_ref(x: torch.Tensor, f2d, padding) -> torch.Tensor:
-    """Pure-PyTorch FIR filter: pad (negative crops), then true 2-D convolution with f2d
-    (a nested list or tensor) per channel."""
-    px0, px1, py0, py1 = padding
-    x = F.pad(x, [px0, px1, py0, py1])
-    f = torch.as_tensor(f2d, dtype=x.dtype, device=x.device).flip([0, 1])
-    c = x.shape[1]
-    w = f[None, None].repeat(c, 1, 1, 1)
-    return F.conv2d(x, w, groups=c)
 
 
 def _check_tensors(x, weight, bias, op):
@@ -179,7 +66,7 @@ def _check_tensors(x, weight, bias, op):
         raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"{op}: weight must be a tensor, got {type(weight).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
     if x.ndim != 4:
         raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
@@ -217,41 +104,6 @@ def _check_factor(v, name, op):
         raise ValueError(f"{op}: {name} must be an int >= 1, got {v!r}")
 
 
-def _pair(v, name, op):
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v, v
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return int(v[0]), int(v[1])
-    raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
-
-
-def _up_geometry(weight, fir: _Fir, up: int, padding):
-    """conv2d_resample's padding arithmetic for the transposed-convolution path:
-    returns (conv_transpose padding [pyt, pxt], FIR padding [px0, px1, py0, py1])."""
-    kh, kw = weight.shape[2], weight.shape[3]
-    py, px = padding
-    px0 = px + (fir.fw + up - 1) // 2 - (kw - 1)
-    px1 = px + (fir.fw - up) // 2 - (kw - up)
-    py0 = py + (fir.fh + up - 1) // 2 - (kh - 1)
-    py1 = py + (fir.fh - up) // 2 - (kh - up)
-    pxt = max(min(-px0, -px1), 0)
-    pyt = max(min(-py0, -py1), 0)
-    return [pyt, pxt], [px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt]
-
-
-def _fir_bias_act(t, b, fir: _Fir, pad, act, alpha, gain, clamp, out_format=None):
-    """FIR filter + bias + activation: the fused op when available, else the reference.
-    out_format: the layout of the result (default: t's); the op writes it directly."""
-    if _backend.use_kernel(t) and _HAS_OP:
-        y, _ = _OP(
-            t, b, fir.taps, fir.fh, fir.fw, fir.separable, pad, act, alpha, gain, clamp,
-            out_format,
-        )
-        return y
-    y = _bias_act_ref(_fir_filter_ref(t, fir.conv2d, pad), b, 1, act, alpha, gain, clamp)
-    return y if out_format is None else y.contiguous(memory_format=out_format)
-
-
 def _cpu_channels_last_conv(x: torch.Tensor) -> bool:
     """Whether the block runs its transposed convolution (and that convolution's backward)
     in channels_last: on CPU, float32, with the fused kernels, which write y back in x's
@@ -270,7 +122,7 @@ def _prepare(x, weight, bias, factor, factor_name, act, alpha, gain, clamp, padd
     _, alpha, gain, clamp = _check_args(x, None, 1, act, alpha, gain, clamp)
     if padding is None:
         padding = (weight.shape[2] // 2, weight.shape[3] // 2)
-    padding = _pair(padding, "padding", op)
+    padding = pair(padding, "padding", op)
     return alpha, gain, clamp, padding
 
 
@@ -314,8 +166,10 @@ def upsample_conv2d(
         from .bias_act import bias_act
 
         return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, None if clamp < 0 else clamp)
-    fir = _parse_filter(f, float(up * up), flip_filter, op)
-    tpad, fpad = _up_geometry(weight, fir, up, padding)
+    fir = parse_filter(f, float(up * up), flip_filter, op)
+    py, px = padding
+    tpad, fpad = transposed_conv_padding(px, px, py, py, fir.fw, fir.fh,
+                                         weight.shape[3], weight.shape[2], up)
     wt = weight.transpose(0, 1)
     if flip_weight:
         wt = wt.flip([2, 3])
@@ -330,7 +184,8 @@ def upsample_conv2d(
     else:
         t = F.conv_transpose2d(x, wt, stride=up, padding=tpad)
         out_format = None
-    if t.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or t.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
+    if (filtered_size(t.shape[2], fpad[2], fpad[3], fir.fh) < 1
+            or filtered_size(t.shape[3], fpad[0], fpad[1], fir.fw) < 1):
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
     return _fir_bias_act(t, _bias_like(bias, t), fir, fpad, act, alpha, gain, clamp, out_format)
 
@@ -372,20 +227,14 @@ def downsample_conv2d(
     if down == 1:
         t = F.conv2d(x, w, padding=padding)
         return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
-    fir = _parse_filter(f, 1.0, flip_filter, op)
+    fir = parse_filter(f, 1.0, flip_filter, op)
     py, px = padding
-    fpad = [px + (fir.fw - down + 1) // 2, px + (fir.fw - down) // 2,
-            py + (fir.fh - down + 1) // 2, py + (fir.fh - down) // 2]
-    if x.shape[2] + fpad[2] + fpad[3] - fir.fh + 1 < 1 or x.shape[3] + fpad[0] + fpad[1] - fir.fw + 1 < 1:
+    fpad = down_padding(px, px, py, py, fir.fw, fir.fh, down, down)
+    if (filtered_size(x.shape[2], fpad[2], fpad[3], fir.fh) < 1
+            or filtered_size(x.shape[3], fpad[0], fpad[1], fir.fw) < 1):
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
-    if _CL_DOWN and _cpu_channels_last_conv(x):
-        # The filter writes channels_last (transposing a contiguous x as it reads it), the
-        # strided convolution and its backward run in channels_last (oneDNN is faster so),
-        # and the 4x smaller result is returned in x's layout.
-        t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0, torch.channels_last)
-        t = F.conv2d(t, w.contiguous(memory_format=torch.channels_last), stride=down)
-        y = bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
-        return y.contiguous(memory_format=_backend.memory_format_of(x))
+    # In x's layout: a channels_last variant (filter writing channels_last, strided
+    # convolution and its backward in channels_last) measured no gain on CPU, so it was dropped.
     t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
     t = F.conv2d(t, w, stride=down)
     return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
@@ -399,55 +248,3 @@ def downsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), down=2, act="lre
         return downsample_conv2d(x, weight, bias, f, down, act, alpha, gain, clamp,
                                  padding=padding, flip_weight=flip_weight,
                                  flip_filter=flip_filter)
-
-
-# --------------------------------------------------------------------------------------
-# Fake kernels of fastgan::fir_bias_act / fir_bias_act_grad.
-# --------------------------------------------------------------------------------------
-
-
-def _save_mode(act: str, clamp: float) -> str:
-    if act == "linear" and clamp < 0:
-        return "none"
-    return "mask" if ACTIVATIONS[act].piecewise_linear else "z"
-
-
-def _fir_bias_act_fake(x, b, f, fh, fw, separable, pad, act, alpha, gain, clamp,
-                       out_format=None):
-    if b is not None and b.device != x.device:  # what the real kernels check
-        raise ValueError(f"fir_bias_act: b is on {b.device} but x is on {x.device}")
-    n, c, h, w = x.shape
-    shape = (n, c, h + pad[2] + pad[3] - fh + 1, w + pad[0] + pad[1] - fw + 1)
-    fmt = _backend.memory_format_of(x) if out_format is None else out_format
-    y = x.new_empty(shape).contiguous(memory_format=fmt)
-    # saved: the kernel's working layout, channels_last if x or y is.
-    cl = torch.channels_last in (_backend.memory_format_of(x), fmt)
-    sfmt = torch.channels_last if cl else torch.contiguous_format
-    mode = _save_mode(act, clamp)
-    if mode == "mask":
-        saved = x.new_empty(shape, dtype=torch.uint8).contiguous(memory_format=sfmt)
-    elif mode == "z":
-        saved = x.new_empty(shape).contiguous(memory_format=sfmt)
-    else:
-        saved = x.new_empty((0,), dtype=torch.uint8)
-    return y, saved
-
-
-def _fir_bias_act_grad_fake(grad, saved, gz, f, fh, fw, separable, pad, in_h, in_w, act,
-                            alpha, gain, clamp, reduce):
-    n, c = grad.shape[:2]
-    # The working layout: saved's (the forward's working layout) when something is saved.
-    fmt = _backend.memory_format_of(saved) if (_save_mode(act, clamp) != "none" and saved.dim() == 4) else _backend.memory_format_of(grad)
-    gx = grad.new_empty((n, c, in_h, in_w)).contiguous(memory_format=fmt)
-    gb = grad.new_empty((c,) if reduce else (0,))
-    return gx, gb
-
-
-# Autograd of both ops is in C++ (csrc/autograd/fir_bias_act.cpp): fir_bias_act's backward
-# is fir_bias_act_grad, whose backward is the forward filter + bias (fir_bias_act, linear)
-# followed by dy/dz, so gradients of gradients work.
-_HAS_OP = _backend.op_available("fir_bias_act") and _backend.op_available("fir_bias_act_grad")
-_OP = torch.ops.fastgan.fir_bias_act.default if _HAS_OP else None
-if _HAS_OP:
-    torch.library.register_fake("fastgan::fir_bias_act")(_fir_bias_act_fake)
-    torch.library.register_fake("fastgan::fir_bias_act_grad")(_fir_bias_act_grad_fake)
