@@ -119,11 +119,12 @@ def _ref(x, f, flip, upx, upy, downx, downy, px0, px1, py0, py1, gain):
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if not flip:
         f = f.flip(list(range(f.ndim)))
-    if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, -1), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, -1, 1), groups=c)
+    if f.ndim == 1:
+        # one depthwise pass with the 2-D kernel, as a stock blur does (rosinality's
+        # upfirdn2d_native): two 1-D passes would save one more image for backward, and
+        # this reference is also the stock kit's FIR (fastgan.use_layers("stock"))
+        f = torch.outer(f, f)
+    x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
     return x[:, :, ::downy, ::downx]
 
 
