@@ -323,8 +323,11 @@ def backend_info() -> dict:
         "torch_cuda_version": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
     }
+    info["cpu_isa"] = dict(_build_info.get("cpu_isa", {}))  # op -> "avx2" | "default"
     if _C is not None:
-        info["cpu_avx2_active"] = bool(_C.build_info()["cpu_avx2_active"])
+        live = _C.build_info()  # _set_cpu_kernels changes the choice after import
+        info["cpu_avx2_active"] = bool(live["cpu_avx2_active"])
+        info["cpu_isa"] = dict(live.get("cpu_isa", {}))
     return info
 
 
@@ -338,6 +341,9 @@ def summary() -> str:
         else f"no CUDA kernels ({_build_info.get('cuda_reason') or 'built without CUDA'})"
     )
     isa = "AVX2" if _build_info.get("cpu_avx2_active") else "baseline"
+    per_op = _build_info.get("cpu_isa") or {}
+    if len(set(per_op.values())) > 1:  # a mixed choice names each op's copy
+        isa = ", ".join(f"{op} {'AVX2' if v == 'avx2' else 'baseline'}" for op, v in per_op.items())
     line = f"fastgan._C: CPU kernels ({isa}), {cuda}; built with torch {_build_info.get('torch_version')}"
     if _MISSING_OPS:
         line += "; MISSING: " + ", ".join(_MISSING_OPS)

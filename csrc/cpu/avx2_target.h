@@ -1,4 +1,5 @@
-// Included first by the *_avx2.cpp kernel files that use at::vec, on x86-64 GCC/clang only.
+// Included by the *_avx2.cpp kernel files that use at::vec, on x86-64 GCC/clang only (where
+// dispatch.h sets FG_CPU_AVX2_KERNELS), before any header but dispatch.h, which declares only.
 // torch.utils.cpp_extension compiles every C++ file with the same flags, so the file enables
 // the instruction set itself (target pragma: it applies to the rest of the translation unit)
 // and selects at::vec's AVX2 implementation, whose transcendental functions come from the

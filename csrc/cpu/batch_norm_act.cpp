@@ -21,10 +21,9 @@
 #include "../common/batch_norm_act_common.h"
 #include "batch_norm_act_cpu.h"
 #include "cpu_memory.h"
+#include "dispatch.h"
 
 namespace fastgan::cpu {
-
-bool avx2_kernels_active();  // bias_act.cpp: the ISA choice shared by every CPU kernel
 
 namespace {
 
@@ -50,7 +49,7 @@ BnRows rows_of(const DenseLayout& l) {
 }
 
 void run(const BnArgs& args) {
-  if (avx2_kernels_active()) {
+  if (use_avx2(IsaOp::BatchNormAct)) {
     kernels_avx2::batch_norm_act_pass(args);
   } else {
     kernels_default::batch_norm_act_pass(args);

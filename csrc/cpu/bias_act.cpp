@@ -1,41 +1,19 @@
 // CPU implementation of fastgan::bias_act and fastgan::bias_act_grad: tensor handling and
-// the choice of kernel copy (baseline or AVX2); the loops are in bias_act_kernel.h.
-#include <ATen/Context.h>
+// the call of the kernel copy dispatch.h chooses (baseline or AVX2); the loops are in
+// bias_act_kernel.h.
 #include <ATen/Dispatch.h>
-#include <ATen/Version.h>
 #include <ATen/ops/repeat_interleave.h>
 #include <torch/library.h>
 
-#include <atomic>
 #include <type_traits>
 
 #include "../common/bias_act_common.h"
 #include "bias_act_cpu.h"
 #include "cpu_memory.h"
+#include "dispatch.h"
 
 namespace fastgan::cpu {
-
-bool avx2_kernels_compiled();  // bias_act_avx2.cpp
-
 namespace {
-
-// 0: auto (AVX2 copy when the CPU and ATen's capability setting allow), 1: baseline,
-// 2: AVX2. Tests switch it through fastgan._C._set_cpu_kernels.
-std::atomic<int> g_kernel_choice{0};
-
-bool cpu_supports_avx2() {
-  static const bool ok = [] {
-    const std::string cap = at::get_cpu_capability();  // honours ATEN_CPU_CAPABILITY
-    return cap == "AVX2" || cap == "AVX512";
-  }();
-  return ok;
-}
-
-bool use_avx2() {
-  const int choice = g_kernel_choice.load(std::memory_order_relaxed);
-  if (choice == 1 || !avx2_kernels_compiled()) return false;
-  return cpu_supports_avx2();  // choice 2 still requires the CPU to have it
-}
 
 // Below this many elements per row, a per-row scalar bias leaves vectors mostly empty, so
 // rows are merged into [outer, C * inner] with a bias vector instead (channels_last: inner 1).
@@ -121,7 +99,7 @@ at::Tensor bias_act_cpu(const at::Tensor& x, const std::optional<at::Tensor>& b,
   args.x = plan.x.const_data_ptr();
   args.b = rows.bias.defined() ? rows.bias.const_data_ptr() : nullptr;
   args.y = plan.y.mutable_data_ptr();
-  if (use_avx2()) {
+  if (use_avx2(IsaOp::BiasAct)) {
     kernels_avx2::bias_act_forward(args);
   } else {
     kernels_default::bias_act_forward(args);
@@ -157,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(
   args.ref_is_y = ref_is_y;
   args.order = static_cast<int>(order);
   args.partial_sums = reduce ? partial.mutable_data_ptr() : nullptr;
-  if (use_avx2()) {
+  if (use_avx2(IsaOp::BiasAct)) {
     kernels_avx2::bias_act_grad(args);
   } else {
     kernels_default::bias_act_grad(args);
@@ -167,10 +145,6 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(
 }
 
 }  // namespace
-
-void set_kernel_choice(int choice) { g_kernel_choice.store(choice); }
-bool avx2_kernels_active() { return use_avx2(); }
-
 }  // namespace fastgan::cpu
 
 TORCH_LIBRARY_IMPL(fastgan, CPU, m) {

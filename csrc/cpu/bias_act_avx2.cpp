@@ -1,11 +1,12 @@
 // bias_act CPU kernels for AVX2 + FMA CPUs (avx2_target.h enables the instruction set).
-// bias_act.cpp calls these kernels only when at::get_cpu_capability() reports AVX2 or better.
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
-#include "avx2_target.h"
-#define FG_HAVE_AVX2_KERNELS 1
-#endif
+// bias_act.cpp calls them only when dispatch.h's use_avx2 says so.
+#include "dispatch.h"
 
-#ifdef FG_HAVE_AVX2_KERNELS
+// Defined before the target pragma: dispatch.cpp calls it on any CPU.
+bool fastgan::cpu::bias_act_avx2_compiled() { return FG_CPU_AVX2_KERNELS; }
+
+#if FG_CPU_AVX2_KERNELS
+#include "avx2_target.h"
 #define FG_CPU_KERNEL_NS kernels_avx2
 #include "bias_act_kernel.h"
 #else
@@ -16,13 +17,3 @@ void bias_act_forward(const ForwardArgs& args) { kernels_default::bias_act_forwa
 void bias_act_grad(const GradArgs& args) { kernels_default::bias_act_grad(args); }
 }  // namespace fastgan::cpu::kernels_avx2
 #endif
-
-namespace fastgan::cpu {
-bool avx2_kernels_compiled() {
-#ifdef FG_HAVE_AVX2_KERNELS
-  return true;
-#else
-  return false;
-#endif
-}
-}  // namespace fastgan::cpu

@@ -7,11 +7,10 @@
 
 #include "../common/fir_bias_act_common.h"
 #include "cpu_memory.h"
+#include "dispatch.h"
 #include "fir_bias_act_cpu.h"
 
 namespace fastgan::cpu {
-
-bool avx2_kernels_active();  // bias_act.cpp: honours _set_cpu_kernels and the CPU
 
 namespace {
 
@@ -25,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor> fir_bias_act_cpu(
   if (plan.y.numel() == 0) return {plan.y, plan.saved};
   advise_huge_pages(plan.y);
   advise_huge_pages(plan.saved);
-  if (avx2_kernels_active()) {
+  if (use_avx2(IsaOp::FirBiasAct)) {
     kernels_avx2::fir_forward(plan, alpha, gain, clamp);
   } else {
     kernels_default::fir_forward(plan, alpha, gain, clamp);
@@ -46,7 +45,7 @@ std::tuple<at::Tensor, at::Tensor> fir_bias_act_grad_cpu(
     return {plan.gx, plan.gb};
   }
   advise_huge_pages(plan.gx);
-  if (avx2_kernels_active()) {
+  if (use_avx2(IsaOp::FirBiasAct)) {
     kernels_avx2::fir_grad(plan, alpha, gain, clamp);
   } else {
     kernels_default::fir_grad(plan, alpha, gain, clamp);

@@ -1,7 +1,12 @@
 // fir_bias_act CPU kernels for AVX2 + FMA CPUs: the same code as fir_bias_act_default.cpp,
 // 8 floats wide (avx2_target.h enables the instruction set).
-// fir_bias_act.cpp calls them only when the AVX2 kernel copy is active.
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+// fir_bias_act.cpp calls them only when dispatch.h's use_avx2 says so.
+#include "dispatch.h"
+
+// Defined before the target pragma: dispatch.cpp calls it on any CPU.
+bool fastgan::cpu::fir_bias_act_avx2_compiled() { return FG_CPU_AVX2_KERNELS; }
+
+#if FG_CPU_AVX2_KERNELS
 #include "avx2_target.h"
 #define FG_CPU_KERNEL_NS kernels_avx2
 #include "fir_bias_act_kernel.h"

@@ -9,11 +9,10 @@
 
 #include "../common/upfirdn2d_common.h"
 #include "cpu_memory.h"
+#include "dispatch.h"
 #include "upfirdn2d_cpu.h"
 
 namespace fastgan::cpu {
-
-bool avx2_kernels_active();  // bias_act.cpp: honours _set_cpu_kernels and the CPU
 
 namespace {
 
@@ -85,7 +84,7 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x, const at::Tensor& f, int64_t upx, 
   }
   a.x = xc.const_data_ptr();
   a.y = y.mutable_data_ptr();
-  if (avx2_kernels_active()) {
+  if (use_avx2(IsaOp::Upfirdn2d)) {
     kernels_avx2::upfirdn2d(a);
   } else {
     kernels_default::upfirdn2d(a);

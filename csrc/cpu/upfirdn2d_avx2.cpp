@@ -1,7 +1,13 @@
 // upfirdn2d CPU kernels for AVX2 + FMA CPUs: the same loops as upfirdn2d_default.cpp,
-// auto-vectorized 8 floats wide (see bias_act_avx2.cpp for why the target pragma).
-// upfirdn2d.cpp calls them only when the AVX2 kernel copy is active.
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+// auto-vectorized 8 floats wide (see avx2_target.h for why the target pragma; at::vec is
+// not used here, so the pragma alone).
+// upfirdn2d.cpp calls them only when dispatch.h's use_avx2 says so.
+#include "dispatch.h"
+
+// Defined before the target pragma: dispatch.cpp calls it on any CPU.
+bool fastgan::cpu::upfirdn2d_avx2_compiled() { return FG_CPU_AVX2_KERNELS; }
+
+#if FG_CPU_AVX2_KERNELS
 #pragma GCC target("avx,avx2,fma,f16c")
 #define FG_CPU_KERNEL_NS kernels_avx2
 #include "upfirdn2d_kernel.h"

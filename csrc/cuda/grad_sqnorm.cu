@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-#include "../common/grad_penalty_common.h"
+#include "../common/grad_sqnorm_common.h"
 
 namespace fastgan::cuda {
 namespace {

@@ -16,7 +16,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "../common/grad_penalty_common.h"
+#include "../common/grad_sqnorm_common.h"
 
 namespace fastgan::cpu {
 namespace {
