@@ -133,7 +133,8 @@ _C, _load_error = _load_extension()
 _build_info: dict = dict(_C.build_info()) if _C is not None else {}
 _MISSING_OPS = _missing_ops(_C)
 _default_backend = _backend_from_env()
-# use_reference() sets `mode` here for the current thread only. threading.local rather than
+# use_reference() sets `mode` ("ref") and use_layers() sets `kit` ("stock") here, for the
+# current thread only: two switches, so that either nests inside the other. threading.local rather than
 # a ContextVar: torch.compile (dynamo) traces and guards on it in every supported torch,
 # while ContextVar.get is untraceable before torch 2.14 (a graph break, an error under
 # fullgraph=True). The importing thread gets an explicit None, so that its reads hit an
@@ -143,9 +144,8 @@ _default_backend = _backend_from_env()
 # backend it was compiled with.)
 _local = threading.local()
 _local.mode = None
+_local.kit = None
 _warned: set = set()
-# Modes in which ops run their references: "stock" layers are stock PyTorch throughout.
-_NO_KERNELS = ("ref", "stock")
 
 if _default_backend == "ext":
     if _C is None:
@@ -178,8 +178,8 @@ def set_backend(name: str) -> None:
 
 
 def get_backend() -> str:
-    """The backend in effect here: a context's (``use_reference()``: "ref",
-    ``use_layers("stock")``: "stock") if inside one, else the process's."""
+    """The backend in effect here: ``use_reference()``'s if inside one, else the process's.
+    (Under ``use_layers("stock")`` ops run their references too, whatever this says.)"""
     return getattr(_local, "mode", None) or _default_backend
 
 
@@ -203,23 +203,27 @@ def use_layers(kit: str) -> Iterator[None]:
     PyTorch ops that they replace (conv with its bias, ``F.leaky_relu``, pad + depthwise
     conv2d for FIR filters ...), with ops running their pure-PyTorch references. The
     parameters are the same either way, so one model runs in both (A/B benchmarks,
-    ``fastgan train --layers stock``). Local to the current thread, like use_reference."""
+    ``fastgan train --layers stock``). Every fastgan op called inside runs its reference,
+    the losses' penalties included: the stock baseline uses no compiled kernel.
+
+    Local to the current thread, like use_reference(): model code that runs on another
+    thread (``nn.DataParallel``'s replicas, a backward pass that re-runs a forward on an
+    autograd worker thread, as activation checkpointing does on CUDA) runs the fastgan kit
+    there. use_reference() inside the block keeps the stock layers (their ops run
+    references either way)."""
     if kit not in LAYER_KITS:
         raise ValueError(f"layers: expected one of {', '.join(LAYER_KITS)}, got {kit!r}")
-    previous = getattr(_local, "mode", None)
-    if kit == "stock":
-        _local.mode = "stock"
-    elif previous == "stock":
-        _local.mode = None
+    previous = getattr(_local, "kit", None)
+    _local.kit = "stock" if kit == "stock" else None
     try:
         yield
     finally:
-        _local.mode = previous
+        _local.kit = previous
 
 
 def stock_layers() -> bool:
     """Whether fastgan.nn's modules run their stock composition here (see use_layers)."""
-    return getattr(_local, "mode", None) == "stock"
+    return getattr(_local, "kit", None) == "stock"
 
 
 def _kernel_devices() -> frozenset:
@@ -265,7 +269,7 @@ def _no_kernel(device: str) -> bool:
 
 def use_kernel(x: torch.Tensor) -> bool:
     """True when the compiled kernel should run for a tensor on x's device."""
-    if (getattr(_local, "mode", None) or _default_backend) in _NO_KERNELS:
+    if (getattr(_local, "mode", None) or _default_backend) == "ref" or getattr(_local, "kit", None):
         return False
     if not isinstance(x, torch.Tensor):
         return False  # the reference path reports the bad argument

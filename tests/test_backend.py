@@ -156,11 +156,16 @@ def test_layer_kits_in_two_threads_at_once():
     assert seen["stock_after"] is False and seen["fastgan_after"] is False
     torch.testing.assert_close(seen["stock"][2], seen["fastgan"][2])
     with use_layers("stock"):
-        with use_reference():
-            assert backend.get_backend() == "ref" and not stock_layers()
+        assert not backend.use_kernel(x)  # the stock baseline runs no compiled kernel
+        with use_reference():  # two switches: each nests inside the other
+            assert backend.get_backend() == "ref" and stock_layers()
         with use_layers("fastgan"):
             assert not stock_layers()
         assert stock_layers()
+    with use_reference():
+        with use_layers("stock"), use_layers("fastgan"):
+            assert backend.get_backend() == "ref" and not backend.use_kernel(x)
+        assert backend.get_backend() == "ref"
     with pytest.raises(ValueError, match="layers"):
         with use_layers("cudnn"):
             pass

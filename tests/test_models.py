@@ -282,3 +282,11 @@ def test_dcgan_fastgan_kit_gradients_match_stock_float64():
         grads.append([img, loss] + list(torch.autograd.grad(loss, list(G.parameters()) + list(D.parameters()))))
     for u, v in zip(*grads):
         torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-9)
+
+
+def test_batch_norm_act_gain_none_is_the_same_in_both_kits():
+    """gain/alpha None resolve to batch_norm_act's defaults (1, 0.2) for both kits."""
+    m = BatchNormAct(4, "lrelu", alpha=None, gain=None)
+    assert (m.gain, m.alpha) == (1.0, 0.2)
+    x = torch.randn(3, 4, 5, 5)
+    torch.testing.assert_close(m(x), _Kit(_copy(m), "stock")(x))

@@ -83,8 +83,8 @@ class _ActTail:
     """The bias + activation (+ gain, + clamp) after a layer's linear part, as the fastgan
     kit's modules run it: one :func:`fastgan.ops.bias_act` call (under
     ``use_layers("stock")`` that op runs its reference, the textbook composition:
-    ``x + b``, ``F.leaky_relu`` ..., ``* gain``, ``clamp``). ``gain`` None: the
-    activation's default (sqrt(2) for relu and lrelu)."""
+    ``x + b``, ``F.leaky_relu`` ..., ``* gain``, ``clamp``). ``gain`` / ``alpha`` None:
+    bias_act's defaults for the activation (gain sqrt(2) for relu and lrelu), in both kits."""
 
     act: str
     alpha: Optional[float]

@@ -19,14 +19,17 @@ class BatchNormAct(nn.BatchNorm2d, _ActTail):
     """``nn.BatchNorm2d`` (a subclass: same parameters, buffers and state dict) followed by
     an activation. The fastgan kit runs normalization, affine transform and activation as
     one :func:`fastgan.ops.batch_norm_act` call; under ``use_layers("stock")``,
-    ``nn.BatchNorm2d`` then stock ops. ``gain`` defaults to 1 (a plain activation)."""
+    ``nn.BatchNorm2d`` then stock ops. ``gain`` defaults to 1 (a plain activation) and
+    ``alpha`` to 0.2, also when passed None (batch_norm_act's contract)."""
 
     def __init__(self, num_features: int, act: str = "relu", alpha: Optional[float] = 0.2,
                  gain: Optional[float] = 1.0, clamp: Optional[float] = None, *, eps: float = 1e-5,
                  momentum: Optional[float] = 0.1, affine: bool = True, track_running_stats: bool = True,
                  device=None, dtype=None) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        self._init_act(act, alpha, gain, clamp)
+        # batch_norm_act's defaults (gain 1, alpha 0.2 for every act), resolved here so that
+        # both kits compute the same function
+        self._init_act(act, 0.2 if alpha is None else alpha, 1.0 if gain is None else gain, clamp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if stock_layers():
@@ -41,9 +44,8 @@ class BatchNormAct(nn.BatchNorm2d, _ActTail):
         use_batch = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
         return batch_norm_act(x, self.running_mean if keep else None, self.running_var if keep else None,
-                              self.weight, self.bias, use_batch, factor, self.eps, self.act,
-                              0.2 if self.alpha is None else self.alpha, 1.0 if self.gain is None else self.gain,
-                              self.clamp)
+                              self.weight, self.bias, use_batch, factor, self.eps, self.act, self.alpha,
+                              self.gain, self.clamp)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._act_repr()

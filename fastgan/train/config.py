@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from .._backend import LAYER_KITS
+
 MODELS = ("dcgan", "cgan", "wgan", "wgan-gp", "progan", "stylegan2")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -78,8 +80,8 @@ class TrainConfig:
             raise ValueError(f"{name}: {msg}")
         if self.model not in MODELS:
             bad("model", f"expected one of {', '.join(MODELS)}, got {self.model!r}")
-        if self.layers not in ("fastgan", "stock"):
-            bad("layers", f"expected 'fastgan' or 'stock', got {self.layers!r}")
+        if self.layers not in LAYER_KITS:
+            bad("layers", f"expected one of {', '.join(LAYER_KITS)}, got {self.layers!r}")
         if self.precision not in PRECISIONS:
             bad("precision", f"expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer not in ("adam", "rmsprop"):
