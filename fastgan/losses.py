@@ -7,8 +7,8 @@ already multiplied by its weight (``gamma / 2`` for R1/R2, ``weight`` for WGAN-G
 differentiable w.r.t. D's parameters (the gradients are taken with ``create_graph=True``).
 
 Speed: the first backward (gradient w.r.t. the images) runs inside
-:func:`fastgan.ops.no_weight_gradients`, so fastgan's layers (EqualConv2d, EqualLinear, and
-anything on :mod:`fastgan.ops.conv2d_gradfix`) skip their weight gradients there, and the
+:func:`fastgan.ops.no_weight_gradients`, so layers on :mod:`fastgan.ops.conv2d_gradfix`
+skip their weight gradients there, and the
 per-sample norm is :func:`fastgan.ops.grad_penalty` (one pass). :func:`d_loss_with_r1`
 shares one forward on the real images between D's loss and R1. The ``*_naive`` functions
 are the textbook definitions, kept as test references.

@@ -11,9 +11,10 @@ resamples by 2 with a FIR filter, as StyleGAN2-ADA's ``conv2d_resample``: ``up=2
 fused block :func:`fastgan.ops.upsample_conv2d` (transposed convolution, then FIR + bias +
 activation in one pass), ``down=2`` runs :func:`fastgan.ops.downsample_conv2d`.
 
-In the fastgan kit the convolutions run on :mod:`fastgan.ops.conv2d_gradfix`, so a
-gradient penalty's first backward skips their weight gradients inside
-:func:`fastgan.ops.no_weight_gradients`. Under ``use_layers("stock")`` they are the
+The convolutions and matrix products are ATen's (``F.conv2d`` / ``F.linear``), not
+:mod:`fastgan.ops.conv2d_gradfix`: its Python autograd function made a tiny layer ~20%
+slower than stock, and skipping the weight gradients in R1's first backward measured no
+gain (README, Training steps). Under ``use_layers("stock")`` they are the
 textbook composition: ``F.conv2d`` with its bias, ``F.interpolate`` (nearest, for the box
 filter (1, 1)) or the FIR reference for resampling, stock activations.
 """
@@ -29,7 +30,6 @@ from torch import nn
 
 from .._backend import stock_layers
 from ..ops.bias_act import ACTIVATIONS, bias_act
-from ..ops.conv2d_gradfix import conv2d, linear
 from ..ops.conv2d_resample import conv2d_resample
 from ..ops.upfirdn2d import setup_filter
 from ..ops.upsample_conv2d import downsample_conv2d, upsample_conv2d
@@ -143,9 +143,9 @@ class EqualConv2d(nn.Module, _ActTail):
         if self.up > 1 or self.down > 1:  # 1x1: conv2d_resample convolves at the lower resolution
             y = conv2d_resample(x, w, self.fir_taps.float(), up=self.up, down=self.down, padding=self.padding)
         elif self.act == "linear" and gain in (None, 1.0) and clamp is None:
-            return conv2d(x, w, b, self.stride, self.padding)  # the bias in the convolution's call
+            return F.conv2d(x, w, b, self.stride, self.padding)  # the bias in the convolution's call
         else:
-            y = conv2d(x, w, None, self.stride, self.padding)
+            y = F.conv2d(x, w, None, self.stride, self.padding)
         if b is None and self.act == "linear" and gain in (None, 1.0) and clamp is None:
             return y
         if b is not None and b.dtype != y.dtype:
@@ -221,12 +221,11 @@ class EqualLinear(nn.Module, _ActTail):
         if w.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
             w = w.to(x.dtype)
         b = _bias_for(self.bias, self.lr_multiplier, x)
-        stock = stock_layers()
         if self._is_identity():
-            return F.linear(x, w, b) if stock else linear(x, w, b)  # addmm: already one call
-        if stock:
+            return F.linear(x, w, b)  # addmm: already one call
+        if stock_layers():
             return self._tail(F.linear(x, w, b), None, x.dim() - 1)
-        return self._tail(linear(x, w), b, x.dim() - 1)
+        return self._tail(F.linear(x, w), b, x.dim() - 1)
 
     def extra_repr(self) -> str:
         return (
