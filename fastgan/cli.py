@@ -46,6 +46,9 @@ _HELP = {
     "r1_every": "lazy regularization: R1 every k steps, weighted by k",
     "weight_clip": "WGAN: clamp D's weights to [-c, c] (0: off)",
     "ema_beta": "EMA decay of G's weights for G_ema",
+    "checkpoint_blocks": "stylegan2: activation checkpointing of G's and D's blocks (less memory, ~1 more forward)",
+    "low_precision_res": "stylegan2: run the N highest resolutions in --low-precision (activation clamp 256)",
+    "low_precision": "bf16 or fp16: the dtype of the --low-precision-res layers",
     "phase_kimg": "progan: thousands of images per fade-in and per stable phase",
 }
 

@@ -34,12 +34,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
 from ..nn import (EqualConv2d, EqualLinear, ModulatedConv2d, Upsample, memory_format_of, minibatch_stddev,
                   pixel_norm, stock_layers)
 
 
 def _channels(res: int, base_ch: int, max_ch: int) -> int:
     return max(1, min(base_ch // res, max_ch))
+
+
+LOW_PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _low_precision(low_precision_res: int, low_precision: str, log2: int) -> tuple[int, torch.dtype]:
+    """The lowest resolution that runs in ``low_precision`` (StyleGAN2-ADA's num_fp16_res:
+    the ``low_precision_res`` highest resolutions, never below 8 px) and its dtype."""
+    if not isinstance(low_precision_res, int) or isinstance(low_precision_res, bool) or low_precision_res < 0:
+        raise ValueError(f"low_precision_res: expected an int >= 0, got {low_precision_res!r}")
+    if low_precision not in LOW_PRECISION_DTYPES:
+        raise ValueError(f"low_precision: expected one of {', '.join(LOW_PRECISION_DTYPES)}, got {low_precision!r}")
+    if low_precision_res == 0:
+        return 2 ** (log2 + 1), torch.float32
+    return max(2 ** (log2 + 1 - low_precision_res), 8), LOW_PRECISION_DTYPES[low_precision]
+
+
+def _run(fn, *args, checkpointed: bool):
+    """``fn(*args)``, under activation checkpointing when asked and gradients are on:
+    non-reentrant (works with R1's and path length's double backward), with the RNG state
+    restored for the recomputation (the same noise)."""
+    if checkpointed and torch.is_grad_enabled():
+        return _checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 def _check_res(resolution: int, low: int = 8) -> int:
@@ -71,10 +97,16 @@ class MappingNetwork(nn.Module):
 class StyleGAN2Generator(nn.Module):
     def __init__(self, z_dim: int = 512, resolution: int = 256, img_channels: int = 3, base_ch: int = 16384,
                  max_ch: int = 512, w_dim: Optional[int] = None, n_mlp: int = 8,
-                 clamp: Optional[float] = None, modconv: str = "auto") -> None:
+                 clamp: Optional[float] = None, modconv: str = "auto", checkpoint: bool = False,
+                 low_precision_res: int = 0, low_precision: str = "fp16") -> None:
         super().__init__()
         log2 = _check_res(resolution)
         self.z_dim, self.w_dim, self.resolution = z_dim, w_dim or z_dim, resolution
+        self.checkpoint = bool(checkpoint)
+        self.low_res, self.low_dtype = _low_precision(low_precision_res, low_precision, log2)
+        # one w per modulated layer: conv4, rgb4, then (conv0, conv1, toRGB) per block, the
+        # toRGB sharing the next block's first index (StyleGAN2-ADA's num_ws)
+        self.num_ws = 2 * (log2 - 1)
         self.mapping = MappingNetwork(z_dim, self.w_dim, n_mlp)
         c4 = _channels(4, base_ch, max_ch)
         self.const = nn.Parameter(torch.randn(1, c4, 4, 4))
@@ -91,18 +123,34 @@ class StyleGAN2Generator(nn.Module):
         self.upsample = Upsample(2)  # the skip's toRGB sum: FIR [1, 3, 3, 1], gain 4
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
-        w = self.mapping(z, truncation, update_avg=self.training)
-        x = self.const.to(w.dtype).expand(z.shape[0], -1, -1, -1)
-        x = self.conv4(x, w)
-        img = self.rgb4(x, w)
-        for (c0, c1), rgb in zip(self.blocks, self.rgbs):
-            x = c1(c0(x, w), w)
-            img = self.upsample(img) + rgb(x, w)
+        return self.synthesis(self.mapping(z, truncation, update_avg=self.training))
+
+    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
+        """Images from ``ws``: ``(N, num_ws, w_dim)``, one w per modulated layer (style
+        mixing, path-length regularization), or ``(N, w_dim)``, the same w for all."""
+        if ws.dim() == 2:
+            ws = ws[:, None].expand(-1, self.num_ws, -1)
+        if ws.dim() != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f"ws: expected (N, {self.num_ws}, {self.w_dim}) or (N, {self.w_dim}), got {tuple(ws.shape)}")
+        x = self.const.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)
+        x = self.conv4(x, ws[:, 0])
+        img = self.rgb4(x, ws[:, 1])
+        for i in range(len(self.blocks)):
+            x, img = _run(self._block, i, x, img, ws, checkpointed=self.checkpoint)
         if img.is_cpu and not stock_layers():
             # the fastgan kit runs in channels_last on CPU (see ModulatedConv2d); the images
             # leave in the layout of the model's own parameters
             img = img.contiguous(memory_format=memory_format_of(self.const))
         return img
+
+    def _block(self, i: int, x: torch.Tensor, img: torch.Tensor, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (c0, c1), rgb = self.blocks[i], self.rgbs[i]
+        res = 2 ** (i + 3)
+        dtype = self.low_dtype if res >= self.low_res else ws.dtype
+        # a reduced-precision block: activations in low precision; styles and demodulation
+        # in the outer precision, cast per layer; the toRGB sum (the image) stays outer
+        x = c1(c0(x.to(dtype), ws[:, 1 + 2 * i]), ws[:, 2 + 2 * i])
+        return x, self.upsample(img) + rgb(x, ws[:, 3 + 2 * i]).to(img.dtype)
 
 
 class ResBlock(nn.Module):
@@ -123,10 +171,13 @@ class ResBlock(nn.Module):
 
 class StyleGAN2Discriminator(nn.Module):
     def __init__(self, resolution: int = 256, img_channels: int = 3, base_ch: int = 16384, max_ch: int = 512,
-                 clamp: Optional[float] = None) -> None:
+                 clamp: Optional[float] = None, checkpoint: bool = False, low_precision_res: int = 0,
+                 low_precision: str = "fp16") -> None:
         super().__init__()
         log2 = _check_res(resolution)
         self.resolution = resolution
+        self.checkpoint = bool(checkpoint)
+        self.low_res, self.low_dtype = _low_precision(low_precision_res, low_precision, log2)
         self.from_rgb = EqualConv2d(img_channels, _channels(resolution, base_ch, max_ch), 1, act="lrelu", clamp=clamp)
         self.blocks = nn.Sequential(*[
             ResBlock(_channels(2 ** r, base_ch, max_ch), _channels(2 ** (r - 1), base_ch, max_ch), clamp)
@@ -139,6 +190,10 @@ class StyleGAN2Discriminator(nn.Module):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if img.is_cpu and not stock_layers():
             img = img.contiguous(memory_format=torch.channels_last)  # see StyleGAN2Generator
-        x = self.blocks(self.from_rgb(img))
-        x = self.conv(minibatch_stddev(x))
+        dtype = img.dtype
+        x = self.from_rgb(img.to(self.low_dtype) if self.resolution >= self.low_res else img)
+        for i, block in enumerate(self.blocks):
+            res = self.resolution >> i
+            x = _run(block, x.to(self.low_dtype if res >= self.low_res else dtype), checkpointed=self.checkpoint)
+        x = self.conv(minibatch_stddev(x.to(dtype)))
         return self.out(self.fc(x.flatten(1))).squeeze(1)

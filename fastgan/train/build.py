@@ -15,7 +15,8 @@ def build_models(cfg, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     """(G, D) for a :class:`fastgan.train.config.TrainConfig`. The layer kit
     (``cfg.layers``) is not the models' business: the trainer runs them under
     ``fastgan.use_layers(cfg.layers)``; the parameters are the same either way."""
-    clamp = cfg.act_clamp if cfg.act_clamp is not None else (256.0 if cfg.precision == "fp16" else None)
+    low = cfg.precision == "fp16" or cfg.low_precision_res > 0
+    clamp = cfg.act_clamp if cfg.act_clamp is not None else (256.0 if low else None)
     if cfg.model in ("dcgan", "cgan", "wgan", "wgan-gp"):
         nc = num_classes if cfg.model == "cgan" else 0
         if cfg.model == "cgan" and nc < 1:
@@ -31,7 +32,9 @@ def build_models(cfg, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
         return G, D
     if cfg.model == "stylegan2":
         from ..models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-        G = StyleGAN2Generator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, clamp=clamp)
-        D = StyleGAN2Discriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, clamp=clamp)
+        mem = dict(checkpoint=cfg.checkpoint_blocks, low_precision_res=cfg.low_precision_res,
+                   low_precision=cfg.low_precision)
+        G = StyleGAN2Generator(cfg.z_dim, cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, clamp=clamp, **mem)
+        D = StyleGAN2Discriminator(cfg.resolution, cfg.img_channels, cfg.base_ch, cfg.max_ch, clamp=clamp, **mem)
         return G, D
     raise ValueError(f"model: unknown {cfg.model!r}")

@@ -52,6 +52,11 @@ class TrainConfig:
     precision: str = "fp32"
     act_clamp: Optional[float] = None  # activation clamp (defaults to 256 under fp16)
     channels_last: bool = False
+    # memory levers (stylegan2): activation checkpointing of G's and D's blocks, and the
+    # highest resolutions in reduced precision (StyleGAN2-ADA's num_fp16_res; clamp 256)
+    checkpoint_blocks: bool = False
+    low_precision_res: int = 0
+    low_precision: str = "bf16"  # bf16 | fp16
     compile: bool = False
     device: str = "auto"
     tf32: bool = True
@@ -94,6 +99,14 @@ class TrainConfig:
                 bad(name, f"must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_beta < 1.0:
             bad("ema_beta", f"must be in [0, 1), got {self.ema_beta}")
+        if self.low_precision not in ("bf16", "fp16"):
+            bad("low_precision", f"expected 'bf16' or 'fp16', got {self.low_precision!r}")
+        if self.low_precision_res < 0:
+            bad("low_precision_res", f"must be >= 0, got {self.low_precision_res}")
+        if self.model != "stylegan2":
+            for name, off in (("checkpoint_blocks", False), ("low_precision_res", 0)):
+                if getattr(self, name) != off:
+                    bad(name, f"only the stylegan2 model has this option (model is {self.model!r})")
         if self.num_workers < 0:
             bad("num_workers", f"must be >= 0, got {self.num_workers}")
         if self.device != "auto":
@@ -128,7 +141,7 @@ class TrainConfig:
 RESUME_FREE_KEYS = frozenset({
     "steps", "out", "sample_every", "ckpt_every", "keep_ckpts", "log_every", "sample_n",
     "tensorboard", "progress", "num_workers", "device", "compile", "skip_nonfinite", "data",
-    "layers",  # same parameters either way
+    "layers", "checkpoint_blocks",  # same parameters and the same function either way
     "metrics", "metrics_every", "metrics_num_gen", "metrics_num_real",  # evaluation only
 })
 
