@@ -280,3 +280,35 @@ def test_npy_and_folder_sources(tmp_path):
         image_folder_source(tmp_path)
     with pytest.raises(ValueError, match="asked for"):
         list(src.batches(6, 2))
+
+
+def test_generator_source_max_batch_keeps_the_samples():
+    """max_batch bounds the images per generator call; the samples (latents, labels, order)
+    are those of the unchunked batches."""
+    from fastgan.metrics.sources import GeneratorSource
+
+    calls = []
+
+    def gen(z, labels):
+        calls.append(z.shape[0])
+        return torch.tanh(z[:, :12].reshape(-1, 3, 2, 2) + labels[:, None, None, None].float())
+
+    def collect(src):
+        return [(s, x.clone(), y.clone()) for s, x, y in src.batches(23, 10)]
+
+    whole = collect(GeneratorSource(gen, latent_dim=12, num_classes=3, seed=4))
+    assert calls == [10, 10, 3]
+    calls.clear()
+    chunked = collect(GeneratorSource(gen, latent_dim=12, num_classes=3, seed=4, max_batch=4))
+    assert calls == [4, 4, 2, 4, 4, 2, 3]
+    assert [s for s, _, _ in chunked] == [0, 4, 8, 10, 14, 18, 20]
+    torch.testing.assert_close(torch.cat([x for _, x, _ in chunked]), torch.cat([x for _, x, _ in whole]))
+    assert torch.equal(torch.cat([y for _, _, y in chunked]), torch.cat([y for _, _, y in whole]))
+    with pytest.raises(ValueError, match="max_batch"):
+        GeneratorSource(gen, latent_dim=12, max_batch=0)
+
+
+def test_generation_batch_shrinks_with_resolution():
+    from fastgan.train.images import generation_batch
+
+    assert [generation_batch(r) for r in (28, 64, 128, 256, 512, 1024)] == [64, 64, 64, 16, 4, 1]

@@ -290,3 +290,105 @@ def test_batch_norm_act_gain_none_is_the_same_in_both_kits():
     assert (m.gain, m.alpha) == (1.0, 0.2)
     x = torch.randn(3, 4, 5, 5)
     torch.testing.assert_close(m(x), _Kit(_copy(m), "stock")(x))
+
+
+def _grads(module):
+    return {n: (p.grad.clone() if p.grad is not None else None) for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("kit", ["fastgan", "stock"])
+def test_stylegan2_checkpointing_gives_the_same_gradients(kit):
+    """Activation checkpointing of G's and D's blocks (non-reentrant) recomputes the same
+    function: the same images (the noise is replayed), the same G gradients, and the same
+    R1 penalty and parameter gradients through its double backward, in float64."""
+    from fastgan.losses import r1_penalty
+    from fastgan.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+    kw = dict(z_dim=8, resolution=16, img_channels=3, base_ch=128, max_ch=8)
+    dkw = dict(resolution=16, img_channels=3, base_ch=128, max_ch=8, clamp=0.5)
+    outs = {}
+    for ck in (False, True):
+        torch.manual_seed(0)
+        G = StyleGAN2Generator(checkpoint=ck, **kw).double()
+        D = StyleGAN2Discriminator(checkpoint=ck, **dkw).double()
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    p.fill_(0.3)
+        z = torch.randn(3, 8, dtype=torch.float64)
+        real = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+        with use_layers(kit):
+            torch.manual_seed(5)
+            img = G(z)
+            D(img).square().sum().backward()
+            r1 = r1_penalty(D, real, 10.0)
+            D.zero_grad()
+            r1.backward()
+        outs[ck] = img.detach(), _grads(G), r1.detach(), _grads(D)
+    (img0, g0, r0, d0), (img1, g1, r1_, d1) = outs[False], outs[True]
+    torch.testing.assert_close(img1, img0)
+    torch.testing.assert_close(r1_, r0)
+    for ref, got, who in ((g0, g1, "G"), (d0, d1, "D")):
+        for n in ref:
+            assert (ref[n] is None) == (got[n] is None), (who, n)
+            if ref[n] is not None:
+                torch.testing.assert_close(got[n], ref[n], msg=lambda m: f"{who} {n}: {m}")
+    assert any(v is not None and v.abs().sum() > 0 for v in d1.values())
+
+
+@pytest.mark.parametrize("low", ["bf16", "fp16"])
+def test_stylegan2_low_precision_layers(low):
+    """low_precision_res=N runs the N highest resolutions of G and D in bf16/fp16 (and
+    only those): images and logits stay float32, and the gradients stay close to the
+    float32 model's (the parameters are shared)."""
+    from fastgan.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[low]
+    kw = dict(z_dim=16, resolution=32, img_channels=3, base_ch=512, max_ch=16, clamp=256.0)
+    torch.manual_seed(0)
+    G32, D32 = StyleGAN2Generator(**kw), StyleGAN2Discriminator(**{k: v for k, v in kw.items() if k != "z_dim"})
+    G = StyleGAN2Generator(low_precision_res=2, low_precision=low, **kw)
+    D = StyleGAN2Discriminator(low_precision_res=2, low_precision=low, **{k: v for k, v in kw.items() if k != "z_dim"})
+    G.load_state_dict(G32.state_dict())
+    D.load_state_dict(D32.state_dict())
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, a, o, name=name: seen.__setitem__(name, o.dtype))
+             for name, m in list(G.named_modules()) + [("D." + n, m) for n, m in D.named_modules()]
+             if name.endswith(("conv0", "conv1")) or name.startswith("blocks.") and name.count(".") == 2]
+    z = torch.randn(4, 16)
+    res = {}
+    for name, (g, d) in (("fp32", (G32, D32)), (low, (G, D))):
+        torch.manual_seed(3)
+        img = g(z)
+        logits = d(img)
+        assert img.dtype == torch.float32 and logits.dtype == torch.float32
+        logits.sum().backward()
+        res[name] = img.detach(), _grads(g), _grads(d)
+    for h in hooks:
+        h.remove()
+    # G: 32 px has blocks for 8, 16, 32: the two highest (16, 32) in low precision
+    assert seen["blocks.0.1"] == torch.float32 and seen["blocks.1.1"] == dtype and seen["blocks.2.1"] == dtype
+    # D: blocks take 32 and 16 px inputs (low precision), then 8 px (float32)
+    assert seen["D.blocks.0.conv1"] == dtype and seen["D.blocks.1.conv1"] == dtype and seen["D.blocks.2.conv1"] == torch.float32
+    img32, g32, d32 = res["fp32"]
+    imgl, gl, dl = res[low]
+    tol = 0.05 if low == "bf16" else 0.01
+    assert (imgl - img32).norm() <= tol * img32.norm()
+    for ref, got, who in ((g32, gl, "G"), (d32, dl, "D")):
+        num = sum(((got[n] - ref[n]).norm() ** 2 for n in ref if ref[n] is not None))
+        den = sum((ref[n].norm() ** 2 for n in ref if ref[n] is not None))
+        assert num.sqrt() <= 2 * tol * den.sqrt(), (who, float(num.sqrt() / den.sqrt()))
+    with pytest.raises(ValueError, match="low_precision"):
+        StyleGAN2Generator(low_precision="int8", **kw)
+    with pytest.raises(ValueError, match="low_precision_res"):
+        StyleGAN2Discriminator(low_precision_res=-1, resolution=32)
+
+
+def test_memory_options_only_for_stylegan2():
+    with pytest.raises(ValueError, match="checkpoint_blocks"):
+        make_config("fmnist-dcgan", overrides=dict(checkpoint_blocks=True))
+    with pytest.raises(ValueError, match="low_precision_res"):
+        make_config("fmnist-dcgan", overrides=dict(low_precision_res=2))
+    cfg = make_config("stylegan2-256", overrides=dict(resolution=16, max_ch=8, low_precision_res=1, checkpoint_blocks=True))
+    G, D = build_models(cfg)
+    assert G.checkpoint and D.checkpoint and G.low_dtype == torch.bfloat16 and G.conv4.clamp == 256.0

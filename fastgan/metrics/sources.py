@@ -57,11 +57,13 @@ class GeneratorSource:
     latent_dim: size of a standard normal latent, or ``z_sampler(n, generator=torch.Generator)``
         returning (n, ...) latents (drawn on the CPU for reproducibility, then moved).
     num_classes: for a conditional model; labels are balanced, ``label_i = i % num_classes``.
+    max_batch: the most images one generator call makes (large resolutions: bounds the
+        memory of generation); a batch's latents stay the same whatever the value.
     """
 
     def __init__(self, generator: Callable, latent_dim: Optional[int] = None,
                  z_sampler: Optional[Callable] = None, num_classes: Optional[int] = None,
-                 seed: int = 0, name: str = "generator"):
+                 seed: int = 0, name: str = "generator", max_batch: Optional[int] = None):
         if not callable(generator):
             raise TypeError("generator: expected a callable (e.g. an nn.Module)")
         if (latent_dim is None) == (z_sampler is None):
@@ -71,7 +73,9 @@ class GeneratorSource:
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes: expected >= 1, got {num_classes}")
         self.generator, self.latent_dim, self.z_sampler = generator, latent_dim, z_sampler
-        self.num_classes, self.seed, self.name = num_classes, seed, name
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch: expected >= 1 or None, got {max_batch}")
+        self.num_classes, self.seed, self.name, self.max_batch = num_classes, seed, name, max_batch
 
     @property
     def conditional(self) -> bool:
@@ -90,17 +94,21 @@ class GeneratorSource:
     def batches(self, n: int, batch_size: int, device="cpu", rank: int = 0, world: int = 1) -> Iterator[Tuple[int, torch.Tensor, Optional[torch.Tensor]]]:
         """Yields (first sample index, images, labels or None) for this rank's batches."""
         for b, start, stop in _batch_ranges(n, batch_size, rank, world):
-            z = self._latents(b, stop - start).to(device)
-            if self.conditional:
-                labels = (torch.arange(start, stop) % self.num_classes).to(device)
-                images = self.generator(z, labels)
-            else:
-                labels = None
-                images = self.generator(z)
-            if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] != stop - start:
-                shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-                raise ValueError(f"generator: expected images (N={stop - start}, C, H, W), got {shape}")
-            yield start, images, labels
+            z_all = self._latents(b, stop - start)
+            step = self.max_batch or (stop - start)
+            for i in range(0, stop - start, step):  # the batch's latents, in chunks of max_batch
+                lo, hi = start + i, min(start + i + step, stop)
+                z = z_all[i:i + step].to(device)
+                if self.conditional:
+                    labels = (torch.arange(lo, hi) % self.num_classes).to(device)
+                    images = self.generator(z, labels)
+                else:
+                    labels = None
+                    images = self.generator(z)
+                if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] != hi - lo:
+                    shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+                    raise ValueError(f"generator: expected images (N={hi - lo}, C, H, W), got {shape}")
+                yield lo, images, labels
 
 
 class TensorSource:

@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 
+from .images import generation_batch
+
 __all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "is_better", "parse_metric_names", "load_generator_for_eval",
            "TrainingEvaluator"]
 
@@ -143,7 +145,8 @@ class TrainingEvaluator:
         t = self.trainer
         cfg = t.cfg
         source = GeneratorSource(t.G_ema, latent_dim=cfg.z_dim, num_classes=t.num_classes if t.conditional else None,
-                                 seed=cfg.seed, name=f"G_ema step {step}")
+                                 seed=cfg.seed, name=f"G_ema step {step}",
+                                 max_batch=generation_batch(cfg.resolution))
         t0 = time.perf_counter()
         devices = [t.device] if t.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):

@@ -10,6 +10,13 @@ import numpy as np
 import torch
 
 
+def generation_batch(resolution: int) -> int:
+    """Images per generator call when sampling grids and metrics: 64 up to 128 px, then
+    fewer (16 at 256, 4 at 512, 1 at 1024 px), so that generating a 64-image grid at a large
+    resolution does not set a training run's peak memory."""
+    return max(1, min(64, 2 ** 20 // (resolution * resolution)))
+
+
 def make_grid(images: torch.Tensor, nrow: Optional[int] = None, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
     """(N, C, H, W) images in [-1, 1] -> one (C, H', W') tensor in [0, 1]; ``nrow`` images a row."""
     if images.dim() != 4:

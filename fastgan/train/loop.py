@@ -22,7 +22,7 @@ from . import checkpoint as ck
 from .build import build_models
 from .config import RESUME_FREE_KEYS, TrainConfig
 from .dist import DistInfo, any_flag, average_buffers, average_gradients, broadcast_module, gather_objects, init_distributed
-from .images import make_grid, save_grid
+from .images import generation_batch, make_grid, save_grid
 
 
 class NonFiniteLossError(RuntimeError):
@@ -219,12 +219,16 @@ class Trainer:
             self._tb = None
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None, batch: int = 64) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None, batch: Optional[int] = None) -> torch.Tensor:
+        """G_ema's images (float32, on the CPU), ``batch`` at a time (default: by resolution,
+        see :func:`fastgan.train.sample.generation_batch`)."""
+        batch = batch or generation_batch(self.cfg.resolution)
         outs = []
         with use_layers(self.cfg.layers):
             for i in range(0, len(z), batch):
-                outs.append(self.G_ema(z[i:i + batch], labels[i:i + batch]) if labels is not None else self.G_ema(z[i:i + batch]))
-        return torch.cat(outs).float()
+                img = self.G_ema(z[i:i + batch], labels[i:i + batch]) if labels is not None else self.G_ema(z[i:i + batch])
+                outs.append(img.float().cpu())
+        return torch.cat(outs)
 
     def _write_samples(self, name: Optional[str] = None) -> Optional[Path]:
         if not self.info.is_main:

@@ -10,7 +10,7 @@ import torch
 from . import checkpoint as ck
 from .build import build_models
 from .config import TrainConfig, config_fields
-from .images import save_grid, save_image
+from .images import generation_batch, save_grid, save_image
 
 
 def load_generator(path, weights: str = "ema", device="cpu") -> tuple[torch.nn.Module, TrainConfig, int]:
@@ -40,7 +40,8 @@ def load_generator(path, weights: str = "ema", device="cpu") -> tuple[torch.nn.M
 
 @torch.no_grad()
 def generate(G, cfg: TrainConfig, n: int, num_classes: int = 0, labels: Optional[torch.Tensor] = None,
-             seed: int = 0, truncation: float = 1.0, device="cpu", batch: int = 64) -> torch.Tensor:
+             seed: int = 0, truncation: float = 1.0, device="cpu", batch: Optional[int] = None) -> torch.Tensor:
+    batch = batch or generation_batch(cfg.resolution)
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, cfg.z_dim, generator=gen)
     if num_classes > 0 and labels is None:
