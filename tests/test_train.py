@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -232,3 +233,57 @@ def test_default_preset_keeps_classic_dcgan_settings():
     assert cfg.loss == "nonsaturating" and cfg.d_norm == "batch" and 0.0 < cfg.ema_beta < 1.0
     # images seen: budgeted for ~5.5 minutes on 2 quiet cores (~1100 img/s at batch 128)
     assert cfg.batch_size == 128 and cfg.steps * cfg.batch_size <= 360_000
+
+
+def test_ema_half_life_in_kimg(data, tmp_path):
+    """ema_kimg: G_ema's per-step beta is 0.5 ** (images per step / (ema_kimg * 1000))."""
+    cfg = tiny_config("stylegan2-256", data, tmp_path / "run", resolution=16, max_ch=8, steps=1, batch_size=4,
+                      ema_kimg=0.002, ema_warmup=False, sample_every=100, ckpt_every=100)
+    t = Trainer(cfg)
+    before = {k: v.clone() for k, v in t.G_ema.state_dict().items()}
+    t.run()
+    beta = 0.5 ** (4 / 2.0)
+    G, E = t.G.state_dict(), t.G_ema.state_dict()
+    name = "conv4.weight"
+    torch.testing.assert_close(E[name], before[name] * beta + G[name] * (1 - beta))
+    with pytest.raises(ValueError, match="ema_kimg"):
+        tiny_config("stylegan2-256", data, tmp_path / "x", ema_kimg=-1.0)
+
+
+def test_hires_presets_are_config_f():
+    """stylegan2-512 / -1024: StyleGAN2's config-f shape (channels 32768 / R up to 512,
+    8 mapping layers; StyleGAN2-ADA's network summary: G 30,370,060 / D 29,012,513
+    parameters at 1024 px), batch 32, lr 0.002, EMA half-life 10 kimg."""
+    from fastgan.train.build import build_models
+    from fastgan.train.config import make_config
+
+    for preset, res, gamma in (("stylegan2-512", 512, 1.6384), ("stylegan2-1024", 1024, 6.5536)):
+        cfg = make_config(preset)
+        assert (cfg.resolution, cfg.batch_size, cfg.lr_g, cfg.lr_d, cfg.ema_kimg) == (res, 32, 2e-3, 2e-3, 10.0)
+        assert cfg.r1_gamma == pytest.approx(0.0002 * res ** 2 / cfg.batch_size)
+        assert cfg.r1_gamma == gamma
+    G, D = build_models(make_config("stylegan2-1024"))
+    assert len(G.mapping.net) == 8 and G.num_ws == 18
+    assert sum(p.numel() for p in G.parameters()) == 30_370_060
+    assert sum(p.numel() for p in D.parameters()) == 29_012_513
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["stylegan2-512", "stylegan2-1024"])
+def test_hires_presets_train_two_steps(preset, tmp_path):
+    """A 2-step smoke run of each large preset (full size, batch 2) on synthetic data."""
+    from fastgan.data.stream import in_memory_source
+    from fastgan.train.config import make_config
+
+    res = int(preset.split("-")[1])
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, res, res), generator=gen, dtype=torch.uint8)
+    src = in_memory_source(images, None, 0, f"synthetic {res} px")
+    cfg = make_config(preset, overrides=dict(out=str(tmp_path / "run"), steps=2, batch_size=2, sample_n=2,
+                                             r1_every=2, log_every=1, ckpt_every=2, progress=False,
+                                             tensorboard=False, device="cpu"))
+    result = Trainer(cfg, source=src).run()
+    assert result.status == "finished" and result.step == 2
+    assert all(math.isfinite(v) for k, v in result.losses.items() if k.startswith("loss"))
+    assert load_checkpoint(result.last_checkpoint)["step"] == 2
+    assert (tmp_path / "run" / "samples" / "final.png").is_file()

@@ -65,6 +65,9 @@ class Case:
     # calls per timed round (the time reported is per call): tiny inputs in the overhead
     # group take microseconds, which one call cannot resolve
     repeat: int = 1
+    # "step" cases: also measure one iteration's peak memory (peak_bytes; see
+    # fastgan.benchmark.runner.step_peak_bytes)
+    step_memory: bool = False
 
 
 _REGISTRY: Dict[str, Case] = {}

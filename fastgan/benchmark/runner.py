@@ -217,6 +217,52 @@ def _peak_bytes(fn, inputs: Inputs, grad, device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) - base
 
 
+def _rss_bytes(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _release_freed_memory() -> None:
+    """Hands freed heap pages back to the OS (glibc's malloc_trim), so that the next
+    allocations show in the resident set size again."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def step_peak_bytes(fn, inputs: Inputs, device: torch.device) -> Optional[int]:
+    """Peak memory of one call of a whole-iteration ``fn`` beyond what was allocated before
+    it (models, optimizer state): CUDA, ``max_memory_allocated``; CPU on Linux, the growth
+    of the peak resident set size (VmHWM, reset through /proc/self/clear_refs after freed
+    heap pages went back to the OS). Both count every transient allocation of the
+    iteration -- activations, saved tensors, gradients -- measured the same way for every
+    implementation; None where the platform cannot tell."""
+    if device.type == "cuda":
+        return _peak_bytes(fn, inputs, None, device)
+    import gc
+    gc.collect()
+    _release_freed_memory()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        return None
+    base = _rss_bytes("VmRSS")
+    if base is None:
+        return None
+    _call(fn, inputs, None, True)
+    peak = _rss_bytes("VmHWM")
+    return None if peak is None else max(0, peak - base)
+
+
 def copy_bandwidth(nbytes: int, dtype: torch.dtype, device: torch.device, rounds: int) -> float:
     """GB/s of ``dst.copy_(src)`` moving ``nbytes`` in all (half read, half written)."""
     elem = torch.empty((), dtype=dtype).element_size()
@@ -298,6 +344,8 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
             repeat = case.repeat if settings.repeat is None else settings.repeat
             stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step, repeat)
             res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
+            if step and case.step_memory:
+                res.peak_bytes = step_peak_bytes(fn, sets[0], device)
             if not step:  # a step's own memory is not separated from its models' state
                 if device.type == "cuda":
                     res.peak_bytes = _peak_bytes(fn, sets[0], grads[0], device)

@@ -47,6 +47,7 @@ class TrainConfig:
     r1_every: int = 16  # lazy regularization interval
     grad_clip: float = 0.0
     ema_beta: float = 0.999
+    ema_kimg: float = 0.0  # > 0: G_ema's half-life in thousands of images (replaces ema_beta)
     ema_warmup: bool = True
     # performance
     precision: str = "fp32"
@@ -97,6 +98,8 @@ class TrainConfig:
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 bad(name, f"must be > 0, got {getattr(self, name)}")
+        if self.ema_kimg < 0:
+            bad("ema_kimg", f"must be >= 0 (0: use ema_beta), got {self.ema_kimg}")
         if not 0.0 <= self.ema_beta < 1.0:
             bad("ema_beta", f"must be in [0, 1), got {self.ema_beta}")
         if self.low_precision not in ("bf16", "fp16"):
@@ -170,6 +173,22 @@ PRESETS: dict[str, dict[str, Any]] = {
                           max_ch=512, loss="nonsaturating", r1_gamma=1.0, r1_every=16, lr_g=2.5e-3,
                           lr_d=2.5e-3, beta1=0.0, beta2=0.99, batch_size=16, steps=100000, ema_beta=0.998,
                           d_norm="none", sample_every=1000, ckpt_every=2000, out="runs/stylegan2-256"),
+    # The StyleGAN2 paper's config-f (as StyleGAN2-ADA's "stylegan2" config): channels
+    # 32768 / resolution up to 512, an 8-layer mapping network, batch 32, Adam lr 0.002 with
+    # betas (0, 0.99), G_ema half-life 10 kimg, lazy R1 every 16 steps with gamma by
+    # resolution (StyleGAN2-ADA's heuristic 0.0002 * R^2 / batch: 1.6 at 512, 6.6 at 1024;
+    # the paper used 10 on FFHQ 1024). Memory levers (checkpoint_blocks, low_precision_res)
+    # stay off: they are per-machine choices (see README).
+    "stylegan2-512": dict(model="stylegan2", resolution=512, img_channels=3, z_dim=512, base_ch=32768,
+                          max_ch=512, loss="nonsaturating", r1_gamma=1.6384, r1_every=16, lr_g=2e-3,
+                          lr_d=2e-3, beta1=0.0, beta2=0.99, batch_size=32, steps=781250, ema_kimg=10.0,
+                          d_norm="none", sample_every=1000, ckpt_every=2000, sample_n=16,
+                          out="runs/stylegan2-512"),
+    "stylegan2-1024": dict(model="stylegan2", resolution=1024, img_channels=3, z_dim=512, base_ch=32768,
+                           max_ch=512, loss="nonsaturating", r1_gamma=6.5536, r1_every=16, lr_g=2e-3,
+                           lr_d=2e-3, beta1=0.0, beta2=0.99, batch_size=32, steps=781250, ema_kimg=10.0,
+                           d_norm="none", sample_every=1000, ckpt_every=2000, sample_n=16,
+                           out="runs/stylegan2-1024"),
 }
 DEFAULT_PRESET = "fmnist-dcgan"
 

@@ -402,6 +402,8 @@ class Trainer:
             average_buffers(self.G, self.info)
             average_buffers(self.D, self.info)
         beta = cfg.ema_beta
+        if cfg.ema_kimg > 0:  # a half-life in images: 0.5 ** (images per step / half-life)
+            beta = 0.5 ** (cfg.batch_size * self.info.world / (cfg.ema_kimg * 1000.0))
         if cfg.ema_warmup:
             beta = min(beta, (1.0 + self.step) / (10.0 + self.step))
         ema_update(self.G_ema, self.G, beta)
