@@ -50,6 +50,8 @@ _HELP = {
     "low_precision_res": "stylegan2: run the N highest resolutions in --low-precision (activation clamp 256)",
     "low_precision": "bf16 or fp16: the dtype of the --low-precision-res layers",
     "phase_kimg": "progan: thousands of images per fade-in and per stable phase",
+    "num_workers": "DataLoader worker processes for image folders, zips and packed .npy files",
+    "mirror": "x-flip each training image with probability 0.5 (deterministic per seed and batch)",
 }
 
 
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("dest", help="output .npy (array + labels) or .zip (PNG files)")
     pr.add_argument("--resolution", type=int, required=True)
     pr.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+    pr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bar on stderr (default: when stderr is a terminal)")
 
     sub.add_parser("info", help="backend (compiled kernels) and device information")
     for name, p in sub.choices.items():
@@ -156,7 +160,7 @@ def _cmd_prepare(args, parser) -> int:
     from .data.folder import prepare
 
     try:
-        print(prepare(args.source, args.dest, args.resolution, strict=args.strict))
+        print(prepare(args.source, args.dest, args.resolution, strict=args.strict, progress=args.progress))
     except (ValueError, OSError) as e:
         return user_error("fastgan prepare", e)
     return 0

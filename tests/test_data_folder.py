@@ -58,7 +58,8 @@ def test_prepare_npy_and_zip_round_trip(tmp_path):
     images, labels, nc = load_packed(tmp_path / "packed.npy")
     assert images.shape == (6, 3, 8, 8) and labels.tolist() == [0, 0, 0, 1, 1, 1] and nc == 2
     src = open_source(str(tmp_path / "packed.npy"))
-    assert src.images is not None and src.num_classes == 2
+    assert src.images is None and src.dataset is not None and src.num_classes == 2  # memory-mapped
+    torch.testing.assert_close(src.image_tensor(), images, atol=0, rtol=0)
     prepare(root, tmp_path / "packed.zip", 8)
     ds = ImageFolderDataset(tmp_path / "packed.zip", 8)
     assert len(ds) == 6 and ds.classes == ["cats", "dogs"]

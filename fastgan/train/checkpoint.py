@@ -146,11 +146,14 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
-def config_mismatch(saved: dict, current: dict, free_keys) -> list[str]:
+def config_mismatch(saved: dict, current: dict, free_keys, defaults: Optional[dict] = None) -> list[str]:
+    """The keys whose values differ, as messages; a key missing from ``saved`` (a checkpoint
+    written before the option existed) counts as its value in ``defaults``."""
+    defaults = defaults or {}
     diffs = []
     for k in sorted(set(saved) | set(current)):
         if k in free_keys:
             continue
-        if saved.get(k) != current.get(k):
-            diffs.append(f"{k}: checkpoint {saved.get(k)!r}, this run {current.get(k)!r}")
+        if saved.get(k, defaults.get(k)) != current.get(k):
+            diffs.append(f"{k}: checkpoint {saved.get(k, defaults.get(k))!r}, this run {current.get(k)!r}")
     return diffs

@@ -30,7 +30,8 @@ class TrainConfig:
     data: Optional[str] = None  # None: Fashion-MNIST from /usr/share/datasets/fashion-mnist
     data_format: str = "auto"  # auto | idx | folder | zip | npy
     strict: bool = False
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader processes for image folders, zips and packed .npy files
+    mirror: bool = False  # x-flip each training image with probability 0.5 (seeded per batch)
     # optimization
     batch_size: int = 128
     steps: int = 1000

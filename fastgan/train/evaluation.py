@@ -99,7 +99,8 @@ class TrainingEvaluator:
         self.trainer = trainer
         is_idx, self.data_root = _idx_root(cfg.data, cfg.data_format)
         src = trainer.source
-        if src.images is None:
+        real = src.image_tensor()  # a packed .npy: its memory map, read batch by batch
+        if real is None:
             raise ValueError("metrics: evaluation during training needs an in-memory dataset (IDX or a packed .npy; "
                              "`fastgan prepare` packs an image folder); or evaluate checkpoints with `fastgan eval`")
         from ..metrics.api import CLASSIFIER_METRICS
@@ -111,7 +112,10 @@ class TrainingEvaluator:
             raise ValueError("metrics: classifier_accuracy and cas need a conditional model (cgan)")
         from ..metrics.sources import TensorSource
 
-        self.real = TensorSource(src.images, src.labels, name=src.description)
+        # a memory-mapped source keeps its sampled fingerprint: hashing every byte (the
+        # metrics' default key) would read, and copy, the whole file
+        self.real = TensorSource(real, src.labels, name=src.description,
+                                 fingerprint=None if src.images is not None else "packed-" + src.fingerprint)
         self.best: Optional[dict] = None  # {"metric", "value", "step"}
         self.needs_classifier = any(n in CLASSIFIER_METRICS for n in self.names)
         self.classifier = None  # (SmallCNN, meta), loaded (or trained and cached) at the first evaluation

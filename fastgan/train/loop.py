@@ -108,7 +108,7 @@ class Trainer:
         self.fixed_z = torch.randn(cfg.sample_n, cfg.z_dim, generator=gen).to(self.device)
         self.fixed_labels = (torch.arange(cfg.sample_n) % self.num_classes).to(self.device) if self.conditional else None
         self.stream = BatchStream(self.source, cfg.batch_size, cfg.seed, self.info.rank, self.info.world,
-                                  cfg.num_workers, pin_memory=self.device.type == "cuda")
+                                  cfg.num_workers, pin_memory=self.device.type == "cuda", mirror=cfg.mirror)
         self._stop_signal = 0
         self.evaluator = None
         if cfg.metrics:
@@ -143,10 +143,11 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         state = ck.load_checkpoint(path)  # on the CPU: set_rng_state takes CPU tensors only
-        diffs = ck.config_mismatch(state["config"], self.cfg.to_dict(), RESUME_FREE_KEYS)
+        diffs = ck.config_mismatch(state["config"], self.cfg.to_dict(), RESUME_FREE_KEYS,
+                                   defaults=TrainConfig().to_dict())
         if diffs:
             raise ck.CheckpointError(f"{path}: written by another config: " + "; ".join(diffs))
-        if state.get("dataset") != self.source.fingerprint:
+        if not self.source.matches(state.get("dataset")):
             raise ck.CheckpointError(f"{path}: trained on another dataset (fingerprint {state.get('dataset')}, "
                                      f"this run's {self.source.fingerprint}: {self.source.description})")
         try:
