@@ -456,6 +456,89 @@ for _model, _desc in (
     _register_step_case(f"train_{_model}", _desc, _train_inputs(_model), _TrainStep, _model)
 
 
+# --- a large-resolution StyleGAN2 iteration: time and peak memory ------------------------
+
+
+class _HiresStep:
+    """One StyleGAN2 training iteration as ``fastgan train`` runs it -- the trainer's own D
+    step and G step (``fastgan.train.Trainer``), at step 0, where both lazy regularizers are
+    due: the D step with R1 (sharing D's forward on the reals), the G step with style mixing
+    and then the path-length penalty; Adam steps and the G_ema update included. The preset
+    of the resolution (``stylegan2-256``, ``stylegan2-1024``) at batch 2, float32; ``lean``
+    turns on the trainer's activation checkpointing (``checkpoint_blocks``)."""
+
+    SIZES = {"full": ("stylegan2-1024", {}), "quick": ("stylegan2-256", {}),
+             "tiny": ("stylegan2-256", dict(resolution=16, max_ch=16, z_dim=16))}
+    BATCH = 2
+
+    def __init__(self, lean: bool, layers: str, compiled: bool = False):
+        self.lean, self.layers, self.compiled = lean, layers, compiled
+        self.trainer = None
+
+    @classmethod
+    def config(cls, size: str, **kw):
+        import tempfile
+
+        from fastgan.train.config import make_config
+
+        preset, over = cls.SIZES[size]
+        values = dict(batch_size=cls.BATCH, sample_n=1, progress=False, tensorboard=False,
+                      out=tempfile.gettempdir() + "/fastgan-bench-hires")  # the trainer writes nothing here
+        values.update(over, **kw)
+        return make_config(preset, overrides=values)
+
+    def configure(self, device, dtype, layout, size):
+        from fastgan.data.stream import in_memory_source
+        from fastgan.train import Trainer
+
+        if self.compiled:
+            raise NotSupported("torch.compile: R1's and the path length's double backward")
+        cfg = self.config(size, layers=self.layers, device=str(device), checkpoint_blocks=self.lean,
+                          channels_last=layout == "channels_last")
+        r = cfg.resolution
+        images = torch.zeros((self.BATCH, cfg.img_channels, r, r), dtype=torch.uint8)  # the inputs come as arguments
+        self.trainer = Trainer(cfg, source=in_memory_source(images, None, 0, "benchmark"))
+
+    def __call__(self, real):
+        t = self.trainer
+        if t is None:
+            raise RuntimeError("benchmark step used before configure()")
+        with use_layers(self.layers):
+            t.step = 0  # every call: R1 and the path length both due
+            out = t._d_step(real, None)
+            out.update(t._g_step(real.shape[0]))
+        if not {"r1", "pl", "loss_d", "loss_g"} <= out.keys():
+            raise RuntimeError(f"hires step: expected D and G losses with R1 and path length, got {sorted(out)}")
+        return torch.stack([out[k].detach().float().reshape(()) for k in ("loss_d", "r1", "loss_g", "pl")])
+
+
+def _hires_inputs(device, dtype, layout, size, gen):
+    cfg = _HiresStep.config(size)
+    r = cfg.resolution
+    real = torch.rand((_HiresStep.BATCH, cfg.img_channels, r, r), generator=gen) * 2 - 1
+    return (_to_layout(real.to(device=device, dtype=dtype), layout),)
+
+
+for _lean, _suffix, _what in ((False, "", ""), (True, "_lean", ", activation checkpointing (checkpoint_blocks)")):
+    register(
+        Case(
+            name=f"train_stylegan2_hires{_suffix}",
+            group="train",
+            description=("StyleGAN2 iteration, stylegan2-1024 preset (--quick: stylegan2-256), batch 2: D step + R1, "
+                         f"G step + style mixing + path length, Adam, EMA{_what}; time and peak memory"),
+            make_inputs=_hires_inputs,
+            impls={"fastgan": _HiresStep(_lean, "fastgan"), "eager": _HiresStep(_lean, "stock")},
+            modes=("step",),
+            layouts=("contiguous",),
+            dtypes=("float32",),
+            check_against="same",
+            tolerance={torch.float32: 2e-3},
+            available=_has_training,
+            step_memory=True,
+        )
+    )
+
+
 # --- fused upsampling block -----------------------------------------------------------
 
 
