@@ -45,6 +45,13 @@ class TrainConfig:
     gp_weight: float = 0.0  # WGAN-GP penalty weight
     r1_gamma: float = 0.0
     r1_every: int = 16  # lazy regularization interval
+    # StyleGAN2's generator regularizers (stylegan2 only): lazy path-length penalty (0: off)
+    # every pl_every steps on batch / pl_batch_shrink samples, and style mixing (probability)
+    pl_weight: float = 0.0
+    pl_every: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing: float = 0.0
     grad_clip: float = 0.0
     ema_beta: float = 0.999
     ema_warmup: bool = True
@@ -91,7 +98,7 @@ class TrainConfig:
             bad("precision", f"expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer not in ("adam", "rmsprop"):
             bad("optimizer", f"expected 'adam' or 'rmsprop', got {self.optimizer!r}")
-        for name in ("batch_size", "steps", "n_critic", "r1_every", "sample_every", "ckpt_every", "keep_ckpts", "log_every", "sample_n", "z_dim", "base_ch", "resolution"):
+        for name in ("batch_size", "steps", "n_critic", "r1_every", "pl_every", "pl_batch_shrink", "sample_every", "ckpt_every", "keep_ckpts", "log_every", "sample_n", "z_dim", "base_ch", "resolution"):
             if int(getattr(self, name)) < 1:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("lr_g", "lr_d"):
@@ -103,8 +110,18 @@ class TrainConfig:
             bad("low_precision", f"expected 'bf16' or 'fp16', got {self.low_precision!r}")
         if self.low_precision_res < 0:
             bad("low_precision_res", f"must be >= 0, got {self.low_precision_res}")
+        if not (self.pl_weight >= 0 and self.pl_weight < float("inf")):
+            bad("pl_weight", f"must be a finite number >= 0 (0: off), got {self.pl_weight}")
+        if not 0.0 < self.pl_decay <= 1.0:
+            bad("pl_decay", f"must be in (0, 1], got {self.pl_decay}")
+        if not 0.0 <= self.style_mixing <= 1.0:
+            bad("style_mixing", f"must be a probability in [0, 1], got {self.style_mixing}")
+        if self.pl_weight > 0 and self.batch_size // self.pl_batch_shrink < 1:
+            bad("pl_batch_shrink", f"{self.pl_batch_shrink} leaves no sample of batch_size {self.batch_size} "
+                                   "for the path-length penalty")
         if self.model != "stylegan2":
-            for name, off in (("checkpoint_blocks", False), ("low_precision_res", 0)):
+            for name, off in (("checkpoint_blocks", False), ("low_precision_res", 0), ("pl_weight", 0.0),
+                              ("style_mixing", 0.0)):
                 if getattr(self, name) != off:
                     bad(name, f"only the stylegan2 model has this option (model is {self.model!r})")
         if self.num_workers < 0:
@@ -167,7 +184,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    gp_weight=10.0, lr_g=1e-3, lr_d=1e-3, beta1=0.0, beta2=0.99, batch_size=16, steps=20000,
                    phase_kimg=60.0, ema_beta=0.999, d_norm="none", out="runs/progan"),
     "stylegan2-256": dict(model="stylegan2", resolution=256, img_channels=3, z_dim=512, base_ch=16384,
-                          max_ch=512, loss="nonsaturating", r1_gamma=1.0, r1_every=16, lr_g=2.5e-3,
+                          max_ch=512, loss="nonsaturating", r1_gamma=1.0, r1_every=16, pl_weight=2.0,
+                          pl_every=4, style_mixing=0.9, lr_g=2.5e-3,
                           lr_d=2.5e-3, beta1=0.0, beta2=0.99, batch_size=16, steps=100000, ema_beta=0.998,
                           d_norm="none", sample_every=1000, ckpt_every=2000, out="runs/stylegan2-256"),
 }
