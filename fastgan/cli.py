@@ -44,6 +44,8 @@ _HELP = {
     "n_critic": "D steps per G step",
     "loss": "nonsaturating, minimax, hinge, wasserstein, lsgan",
     "r1_every": "lazy regularization: R1 every k steps, weighted by k",
+    "batch_size": "the global batch (split over DDP processes)",
+    "batch_gpu": "samples per process per forward; < batch_size / processes: gradient accumulation (0: no accumulation)",
     "pl_weight": "stylegan2: path-length penalty weight (0: off; StyleGAN2: 2)",
     "pl_every": "lazy path-length regularization: every k G steps, weighted by k",
     "pl_decay": "path-length penalty: decay of the running mean path length",

@@ -313,6 +313,69 @@ def test_fp16_path_length_overflow_skips_the_g_step(data, tmp_path, monkeypatch)
         t2._g_step(4)
 
 
+def _max_rel_diff(a: dict, b: dict) -> float:
+    worst = 0.0
+    for k in a:
+        if a[k].is_floating_point():
+            d = (a[k].double() - b[k].double()).abs().max() / b[k].double().abs().max().clamp_min(1e-3)
+            worst = max(worst, float(d))
+    return worst
+
+
+def test_gradient_accumulation_equals_one_batch(data, tmp_path, monkeypatch):
+    """batch_gpu = batch_size / 2 (two strided micro-batches of 4: D's minibatch-stddev groups
+    stay those of the whole batch) gives the weights of one batch of 8, with R1 and the path
+    length (every 2 steps) and style mixing on. The per-sample draws are made for the whole
+    batch; G's per-pixel noise is off (drawn per forward, it depends on the split)."""
+    from tests.gan_fixtures import split_independent_randomness
+
+    split_independent_randomness(monkeypatch.setattr)
+    kw = dict(steps=3, resolution=8, max_ch=8, batch_size=8, r1_every=2, pl_every=2, ckpt_every=100,
+              sample_every=100)
+    runs = {}
+    for bg in (0, 4, 2):
+        t = Trainer(tiny_config("stylegan2-256", data, tmp_path / f"bg{bg}", batch_gpu=bg, **kw))
+        assert t.batch_rank == 8 and t.n_micro == 8 // (bg or 8)
+        t.run()
+        runs[bg] = t
+    a, b = runs[0], runs[4]
+    rows = [json.loads(x) for x in (tmp_path / "bg4" / "metrics.jsonl").read_text().splitlines()]
+    assert ["pl" in r and "r1" in r for r in rows] == [True, False, True]
+    for name in ("G", "D", "G_ema"):
+        assert _max_rel_diff(getattr(b, name).state_dict(), getattr(a, name).state_dict()) < 1e-4, name
+    torch.testing.assert_close(a.pl.pl_mean, b.pl.pl_mean, rtol=1e-5, atol=1e-7)
+    assert a.G.mapping.w_avg.abs().sum() > 0
+    # the last step's gradients themselves (Adam would hide a uniform scale error) and losses
+    for name in ("G", "D"):
+        for (k, pa), pb in zip(getattr(a, name).named_parameters(), getattr(b, name).parameters()):
+            assert (pa.grad is None) == (pb.grad is None), k
+            if pa.grad is not None:
+                torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-4, atol=1e-6, msg=f"{name}.{k}")
+    ra = [json.loads(x) for x in (tmp_path / "bg0" / "metrics.jsonl").read_text().splitlines()]
+    for x, y in zip(rows, ra):
+        for k in ("loss_d", "loss_g", "r1", "pl"):
+            assert (k in x) == (k in y) and (k not in x or x[k] == pytest.approx(y[k], rel=1e-5)), k
+    # micro-batches of 2 shrink D's minibatch-stddev groups to 2 samples: another function
+    assert _max_rel_diff(runs[2].D.state_dict(), a.D.state_dict()) > 1e-2
+
+
+def test_batch_split_errors(data, tmp_path):
+    from fastgan.train.config import make_config
+    from fastgan.train.dist import DistInfo
+
+    with pytest.raises(ValueError, match="batch_gpu: 3 does not divide batch_size 8"):
+        tiny_config("stylegan2-256", data, tmp_path, batch_size=8, batch_gpu=3)
+    with pytest.raises(ValueError, match="batch_gpu: must be >= 0"):
+        make_config("stylegan2-256", overrides={"batch_gpu": -1})
+    with pytest.raises(ValueError, match="batch_size: the global batch 6 does not split evenly over 4 processes"):
+        Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "a", batch_size=6), dist_info=DistInfo(0, 4))
+    with pytest.raises(ValueError, match=r"batch_gpu: 4 does not divide the per-process batch 6 \(batch_size 12 over 2"):
+        Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "b", batch_size=12, batch_gpu=4), dist_info=DistInfo(0, 2))
+    with pytest.raises(ValueError, match="pl_batch_shrink: 4 does not divide batch_gpu 2"):
+        Trainer(tiny_config("stylegan2-256", data, tmp_path / "c", resolution=8, max_ch=8, batch_size=4, batch_gpu=2,
+                            pl_batch_shrink=4))
+
+
 def test_default_preset_keeps_classic_dcgan_settings():
     # README's quickstart trains this preset; its tuning (bench/tune_fmnist_dcgan.py) changed
     # steps / batch / EMA only, the DCGAN recipe stays.

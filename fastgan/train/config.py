@@ -32,7 +32,10 @@ class TrainConfig:
     strict: bool = False
     num_workers: int = 0
     # optimization
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: split over the DDP processes
+    # samples per process per forward (micro-batch); 0: batch_size / processes (no gradient
+    # accumulation). Smaller: batch_size / (processes * batch_gpu) micro-batches per step
+    batch_gpu: int = 0
     steps: int = 1000
     optimizer: str = "adam"  # adam | rmsprop
     lr_g: float = 2e-4
@@ -116,6 +119,10 @@ class TrainConfig:
             bad("pl_decay", f"must be in (0, 1], got {self.pl_decay}")
         if not 0.0 <= self.style_mixing <= 1.0:
             bad("style_mixing", f"must be a probability in [0, 1], got {self.style_mixing}")
+        if self.batch_gpu < 0:
+            bad("batch_gpu", f"must be >= 0 (0: batch_size / processes), got {self.batch_gpu}")
+        if self.batch_gpu > 0 and self.batch_size % self.batch_gpu:
+            bad("batch_gpu", f"{self.batch_gpu} does not divide batch_size {self.batch_size}")
         if self.pl_weight > 0 and self.batch_size // self.pl_batch_shrink < 1:
             bad("pl_batch_shrink", f"{self.pl_batch_shrink} leaves no sample of batch_size {self.batch_size} "
                                    "for the path-length penalty")

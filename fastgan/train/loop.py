@@ -72,6 +72,7 @@ class Trainer:
         self._bar, self._log_fh, self._tb = None, None, None
         self.info = dist_info or init_distributed(cfg.device)
         self.device = self.info.device
+        self.batch_rank, self.n_micro = self._split_batch()
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
         self.source = source if source is not None else open_source(cfg.data, cfg.data_format, cfg.resolution, cfg.strict)
@@ -117,7 +118,7 @@ class Trainer:
             self.G_syn = torch.compile(self.G.synthesis) if cfg.compile else self.G.synthesis
         self.D_fwd = torch.compile(self.D) if cfg.compile else self.D
         self.step, self.batches, self.skipped = 0, 0, 0
-        self.n_micro, self._w_sum = 1, None
+        self._w_sum = None
         torch.manual_seed(cfg.seed * 1000 + 1 + self.info.rank)
         random.seed(cfg.seed * 1000 + 1 + self.info.rank)
         self.resumed_from = None
@@ -130,7 +131,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed + 12345)
         self.fixed_z = torch.randn(cfg.sample_n, cfg.z_dim, generator=gen).to(self.device)
         self.fixed_labels = (torch.arange(cfg.sample_n) % self.num_classes).to(self.device) if self.conditional else None
-        self.stream = BatchStream(self.source, cfg.batch_size, cfg.seed, self.info.rank, self.info.world,
+        self.stream = BatchStream(self.source, self.batch_rank, cfg.seed, self.info.rank, self.info.world,
                                   cfg.num_workers, pin_memory=self.device.type == "cuda")
         self._stop_signal = 0
         self.evaluator = None
@@ -140,6 +141,23 @@ class Trainer:
             self.evaluator.best = self._resumed_best
 
     # ---- setup ----------------------------------------------------------------------------
+    def _split_batch(self) -> tuple[int, int]:
+        """(this process's batch, micro-batches per step): batch_size over the processes,
+        then over micro-batches of batch_gpu samples (gradient accumulation)."""
+        cfg, world = self.cfg, self.info.world
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size: the global batch {cfg.batch_size} does not split evenly over "
+                             f"{world} processes")
+        per = cfg.batch_size // world
+        micro = cfg.batch_gpu or per
+        if per % micro:
+            raise ValueError(f"batch_gpu: {micro} does not divide the per-process batch {per} "
+                             f"(batch_size {cfg.batch_size} over {world} processes)")
+        if cfg.pl_weight > 0 and per // micro > 1 and micro % cfg.pl_batch_shrink:
+            raise ValueError(f"pl_batch_shrink: {cfg.pl_batch_shrink} does not divide batch_gpu {micro} "
+                             "(the path-length penalty runs over the micro-batches too)")
+        return per, per // micro
+
     def _optimizer(self, m: torch.nn.Module, lr: float, lazy_interval: int = 0) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "rmsprop":
             return torch.optim.RMSprop(m.parameters(), lr=lr)
@@ -160,6 +178,7 @@ class Trainer:
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "step": self.step, "batches": self.batches, "skipped": self.skipped,
             "rng": rngs, "world_size": self.info.world, "config": self.cfg.to_dict(),
+            "batch": "global",  # batch_size is split over the processes (before: per process)
             "dataset": self.source.fingerprint, "num_classes": self.num_classes,
             "best": dict(self.evaluator.best) if getattr(self, "evaluator", None) and self.evaluator.best else None,
             **({"pl": self.pl.state_dict()} if self.pl is not None else {}),
@@ -188,6 +207,9 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as e:
             raise ck.CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from e
         self.step, self.batches, self.skipped = int(state["step"]), int(state["batches"]), int(state.get("skipped", 0))
+        if state.get("batch") != "global" and int(state.get("world_size", 1)) > 1:
+            self._log(f"warning: {path} comes from a {state['world_size']}-process run of a version where "
+                      f"batch_size was per process; it is now the global batch ({self.batch_rank} per process)")
         self._resumed_best = state.get("best")
         rngs = state.get("rng") or []
         if int(state.get("world_size", 1)) == self.info.world and len(rngs) > self.info.rank:
@@ -530,7 +552,7 @@ class Trainer:
 
     def _schedule(self) -> None:
         """Models with a training schedule (progressive growing) follow the images seen."""
-        kimg = self.step * self.cfg.batch_size * self.info.world / 1000.0
+        kimg = self.step * self.cfg.batch_size / 1000.0
         for m in (self.G, self.D, self.G_ema):
             if hasattr(m, "set_progress"):
                 m.set_progress(kimg, self.cfg.phase_kimg)
@@ -552,7 +574,9 @@ class Trainer:
         nparams = sum(p.numel() for p in self.G.parameters()), sum(p.numel() for p in self.D.parameters())
         self._log(f"{cfg.model} ({cfg.layers} layers) {cfg.resolution}px, G {nparams[0]:,} / D {nparams[1]:,} params, "
                   f"{self.source.description}, device {self.device}, {self.info.world} process(es), "
-                  f"{cfg.steps} steps of batch {cfg.batch_size}")
+                  f"{cfg.steps} steps of batch {cfg.batch_size}"
+                  + (f" ({self.batch_rank} per process)" if self.info.world > 1 else "")
+                  + (f", {self.n_micro} micro-batches of {self.batch_rank // self.n_micro}" if self.n_micro > 1 else ""))
         old_handlers = {}
         import threading
         if threading.current_thread() is threading.main_thread():
@@ -577,7 +601,7 @@ class Trainer:
                     labels = y.to(self.device) if (self.conditional and y is not None) else None
                     stats.update(self._d_step(real, labels))
                     imgs_log += real.shape[0] * self.info.world
-                stats.update(self._g_step(cfg.batch_size))
+                stats.update(self._g_step(self.batch_rank))
                 self.step += 1
                 for k, v in stats.items():
                     sums.setdefault(k, []).append(v)
