@@ -22,6 +22,7 @@ gradient penalties under AMP. The returned penalty is unscaled; add it to the lo
 penalty, so the scaler skips that step and lowers its scale.
 
 Lazy regularization (StyleGAN2): :class:`LazyRegularizer` and :func:`lazy_adam_params`.
+StyleGAN2's path-length regularization of G: :class:`PathLengthPenalty`.
 Original WGAN weight clipping: :func:`clip_weights_hook`.
 """
 
@@ -290,6 +291,127 @@ class LazyRegularizer:
 
     def load_state_dict(self, state: dict) -> None:
         self.interval, self.count = int(state["interval"]), int(state["count"])
+
+
+# -- path-length regularization (StyleGAN2) ---------------------------------------------
+
+
+class PathLengthPenalty:
+    """StyleGAN2's path-length penalty on a generator with ``mapping``, ``synthesis`` and
+    ``num_ws`` (:class:`fastgan.models.StyleGAN2Generator`)::
+
+        noise   = randn_like(img) / sqrt(H * W)
+        lengths = || d sum(img * noise) / d ws ||  per sample (squares summed over w_dim,
+                                                   averaged over the num_ws layers, sqrt)
+        penalty = weight * mean((lengths - pl_mean)^2)
+        pl_mean = lerp(pl_mean, mean(lengths), decay)           (after the penalty)
+
+    ``__call__`` returns the weighted penalty (NOT multiplied by the lazy interval: the
+    caller does that, as with R1), differentiable w.r.t. G's parameters (the gradient w.r.t.
+    ``ws`` is taken with ``create_graph=True``; with G's ``checkpoint=True`` that is the
+    non-reentrant checkpoint's double backward), then updates ``pl_mean``.
+
+    One difference from StyleGAN2-ADA, on purpose: the penalty is taken against the running
+    mean from *before* this batch (a constant), where ADA first folds this batch's mean into
+    it and lets the gradient flow through that (a ``decay / N`` share). So the penalty is a
+    plain mean over samples: micro-batches (gradient accumulation) and data-parallel ranks sum
+    to exactly the one-big-batch gradient, and the trainer updates ``pl_mean`` once per step
+    with the mean over all micro-batches and ranks (:meth:`lengths`, :meth:`penalty`,
+    :meth:`update`). ``pl_mean`` is a float32 scalar tensor; it moves to the device of the
+    first lengths it sees. ``state_dict`` / ``load_state_dict`` carry it across checkpoints.
+
+    AMP: under bf16 autocast nothing is needed; with fp16 and a ``GradScaler`` pass
+    ``scaler=`` (as for :func:`r1_penalty`): the first backward runs on the scaled sum and the
+    gradients are unscaled in float32; an overflow gives a non-finite penalty.
+    """
+
+    def __init__(self, weight: float = 2.0, decay: float = 0.01) -> None:
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
+        if not (isinstance(decay, (int, float)) and 0.0 < decay <= 1.0):
+            raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+        self.weight, self.decay = float(weight), float(decay)
+        self.pl_mean = torch.zeros((), dtype=torch.float32)
+
+    def lengths(self, G, ws: torch.Tensor, noise: Optional[torch.Tensor] = None, *, scaler=None) -> torch.Tensor:
+        """Per-sample path lengths ``(N,)`` at ``ws``: ``(N, num_ws, w_dim)`` or ``(N, w_dim)``
+        (the same w for every layer), in float32 (float64 for float64 G). ``noise``: a
+        standard normal like G's images (drawn here when None)."""
+        if ws.dim() == 2:
+            ws = ws[:, None].expand(-1, G.num_ws, -1)
+        if not ws.requires_grad:
+            ws = ws.detach().requires_grad_(True)
+        img = _acc(G.synthesis(ws))
+        h, w = img.shape[-2:]
+        if noise is None:
+            noise = torch.randn_like(img)
+        elif noise.shape != img.shape:
+            raise ValueError(f"noise: shape {tuple(noise.shape)} differs from the images' {tuple(img.shape)}")
+        total = (img * noise.to(img.dtype)).sum() / math.sqrt(h * w)
+        scale = None
+        if scaler is not None and scaler.is_enabled():
+            scale = scaler.scale(torch.ones((), device=img.device, dtype=torch.float32))
+            total = total * scale
+        (grad,) = torch.autograd.grad(total, ws, create_graph=True)
+        grad = _acc(grad)
+        if scale is not None:
+            grad = grad * scale.reciprocal()
+        return grad.square().sum(2).mean(1).sqrt()
+
+    def penalty(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``weight * mean((lengths - pl_mean)^2)`` against the current running mean."""
+        self._to(lengths.device)
+        return self.weight * (lengths - self.pl_mean.to(lengths.dtype)).square().mean()
+
+    @torch.no_grad()
+    def update(self, mean_length: torch.Tensor) -> None:
+        """``pl_mean = lerp(pl_mean, mean_length, decay)``; a non-finite mean is ignored."""
+        mean_length = torch.as_tensor(mean_length).detach().float()
+        self._to(mean_length.device)
+        if bool(torch.isfinite(mean_length)):
+            self.pl_mean.lerp_(mean_length.to(self.pl_mean.device), self.decay)
+
+    def __call__(self, G, z: Optional[torch.Tensor] = None, *, ws: Optional[torch.Tensor] = None,
+                 noise: Optional[torch.Tensor] = None, scaler=None, update: bool = True) -> torch.Tensor:
+        """The weighted penalty for latents ``z`` (through ``G.mapping``) or styles ``ws``
+        (e.g. style-mixed); then ``pl_mean`` follows this batch's mean when ``update``."""
+        if (z is None) == (ws is None):
+            raise ValueError("PathLengthPenalty: pass exactly one of z and ws")
+        if ws is None:
+            ws = G.mapping(z)
+        lengths = self.lengths(G, ws, noise, scaler=scaler)
+        pen = self.penalty(lengths)
+        if update:
+            self.update(lengths.detach().mean())
+        return pen
+
+    def _to(self, device: torch.device) -> None:
+        if self.pl_mean.device != device:
+            self.pl_mean = self.pl_mean.to(device)
+
+    def state_dict(self) -> dict:
+        return {"pl_mean": self.pl_mean.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        value = torch.as_tensor(state["pl_mean"], dtype=torch.float32)
+        if value.numel() != 1:
+            raise ValueError(f"pl_mean: expected a scalar, got shape {tuple(value.shape)}")
+        self.pl_mean = value.reshape(()).to(self.pl_mean.device).clone()
+
+
+def path_length_penalty_naive(G, ws: torch.Tensor, noise: torch.Tensor, pl_mean: float, weight: float) -> torch.Tensor:
+    """Textbook path-length penalty (test reference): per sample, the gradient of
+    ``sum(img * noise / sqrt(H W))`` w.r.t. its ``(num_ws, w_dim)`` styles, one sample at a time."""
+    if not ws.requires_grad:
+        ws = ws.detach().requires_grad_(True)
+    lengths = []
+    for i in range(ws.shape[0]):
+        wi = ws[i:i + 1]
+        img = G.synthesis(wi)
+        h, w = img.shape[-2:]
+        (g,) = torch.autograd.grad((img * noise[i:i + 1]).sum() / math.sqrt(h * w), wi, create_graph=True)
+        lengths.append(g[0].pow(2).sum(1).mean().sqrt())
+    return weight * (torch.stack(lengths) - pl_mean).pow(2).mean()
 
 
 # -- WGAN weight clipping ----------------------------------------------------------------

@@ -42,3 +42,37 @@ def tiny_config(preset, data, out, **kw):
         base.update(resolution=32, img_channels=1, z_dim=32, base_ch=64, max_ch=32, phase_kimg=0.01)
     base.update(kw)
     return make_config(preset, overrides=base)
+
+
+def _global_latents(self, n, pl=False):
+    """Trainer._latents drawn for the whole global batch from a generator seeded by the call
+    count, each rank taking its strided share (as the data stream's ranks do): the same
+    draws for any world size and any micro-batch split."""
+    import torch
+
+    self._equiv_calls = getattr(self, "_equiv_calls", 0) + 1
+    g = torch.Generator().manual_seed(self._equiv_calls)
+    world, rank, cfg = self.info.world, self.info.rank, self.cfg
+    total = n * world
+    lat = {"z": torch.randn(total, cfg.z_dim, generator=g)}
+    if cfg.style_mixing > 0:
+        lat["z2"] = torch.randn(total, cfg.z_dim, generator=g)
+        cutoff = torch.randint(1, self.G.num_ws, (total,), generator=g)
+        mixed = torch.rand(total, generator=g) < cfg.style_mixing
+        lat["cutoff"] = torch.where(mixed, cutoff, torch.full_like(cutoff, self.G.num_ws))
+    if pl:
+        lat["noise"] = torch.randn(total, cfg.img_channels, cfg.resolution, cfg.resolution, generator=g)
+    return {k: v[rank::world].to(self.device) for k, v in lat.items()}
+
+
+def split_independent_randomness(setattr_fn=None):
+    """For batch-split equivalence tests: the trainer's per-sample draws come from
+    :func:`_global_latents` and G's per-pixel noise is off (it is drawn per forward, so its
+    values depend on the split). ``setattr_fn``: pytest's monkeypatch.setattr, or None to
+    patch for good (a spawned worker)."""
+    from fastgan.nn.modulated import ModulatedConv2d
+    from fastgan.train.loop import Trainer
+
+    setattr_fn = setattr_fn or setattr
+    setattr_fn(Trainer, "_latents", _global_latents)
+    setattr_fn(ModulatedConv2d, "_noise", lambda self, y: None)

@@ -267,3 +267,182 @@ def test_errors():
     with pytest.raises(ValueError, match="fake"):
         wgan_gp_penalty(StockD(), torch.randn(2, 3, 8, 8), torch.randn(3, 3, 8, 8))
     assert hasattr(losses, "LOSS_KINDS")
+
+
+# -- StyleGAN2's generator regularizers ------------------------------------------------
+
+
+def _tiny_g(noise_strength=0.1, **kw):
+    from fastgan.models.stylegan2 import StyleGAN2Generator
+
+    torch.manual_seed(0)
+    G = StyleGAN2Generator(z_dim=8, resolution=8, img_channels=1, base_ch=64, max_ch=8, **kw).double()
+    with torch.no_grad():  # noise strengths start at 0: make the per-pixel noise count (or not)
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(noise_strength)
+    return G
+
+
+def _pl_inputs(G, n=3, mixed=True):
+    from fastgan.models.stylegan2 import mix_styles
+
+    gen = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(n, 8, generator=gen, dtype=torch.float64), torch.randn(n, 8, generator=gen, dtype=torch.float64)
+    ws = G.mapping(z1)
+    if mixed:
+        ws = mix_styles(ws, G.mapping(z2), torch.tensor([1, 3, G.num_ws][:n]), G.num_ws)
+    noise = torch.randn(n, 1, 8, 8, generator=gen, dtype=torch.float64)
+    return ws, noise
+
+
+def _pl_run(G, ws_fn, noise, pl_mean=0.3, seed=5):
+    """The penalty and its gradients w.r.t. all of G's parameters (mapping included)."""
+    pl = losses.PathLengthPenalty(2.0, 0.01)
+    pl.pl_mean.fill_(pl_mean)
+    torch.manual_seed(seed)  # G's per-pixel noise
+    pen = pl(G, ws=ws_fn(), noise=noise)
+    params = [p for p in G.parameters()]
+    return pen, torch.autograd.grad(pen, params, allow_unused=True), pl
+
+
+def test_path_length_penalty_equals_naive_float64():
+    """Value and parameter gradients (second order through G, mapping included) against a
+    per-sample torch.autograd.grad computation in float64."""
+    G = _tiny_g()
+    pl_mean = float(torch.tensor(0.3))  # the float32 running mean, as the class holds it
+
+    def check(n, skip_noise_strength):
+        ws_fn = lambda: _pl_inputs(G, n)[0]  # noqa: E731
+        noise = _pl_inputs(G, n)[1]
+        pen, grads, _ = _pl_run(G, ws_fn, noise)
+        torch.manual_seed(5)  # the same per-pixel noise draws when n == 1
+        ref = losses.path_length_penalty_naive(G, ws_fn(), noise, pl_mean, 2.0)
+        ref_grads = torch.autograd.grad(ref, list(G.parameters()), allow_unused=True)
+        torch.testing.assert_close(pen, ref, rtol=1e-10, atol=1e-12)
+        for (name, _), a, b in zip(G.named_parameters(), grads, ref_grads):
+            if skip_noise_strength and name.endswith("noise_strength"):
+                continue  # its gradient is the noise itself, drawn per call
+            assert (a is None) == (b is None), name
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=name)
+        return dict(zip([n for n, _ in G.named_parameters()], grads))
+
+    check(1, False)  # one sample: G's per-pixel noise (strength 0.1) matches too
+    with torch.no_grad():  # a batch of 3, mixed styles: G's noise off (the draws differ per call)
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.zero_()
+    grads = check(3, True)
+    # the mapping network's weights get gradients too (the lengths depend on where ws is)
+    assert grads["mapping.net.0.weight"].abs().sum() > 0 and grads["conv4.weight"].abs().sum() > 0
+
+
+def test_path_length_mean_update_and_state():
+    G = _tiny_g(noise_strength=0.0)
+    ws, noise = _pl_inputs(G)
+    pl = losses.PathLengthPenalty(2.0, 0.25)
+    assert pl.pl_mean.dtype == torch.float32 and float(pl.pl_mean) == 0.0
+    lengths = pl.lengths(G, ws, noise)
+    assert lengths.shape == (3,) and lengths.dtype == torch.float64 and (lengths > 0).all()
+    # the penalty is taken against the mean before this batch, then the mean follows
+    pen = pl(G, ws=ws, noise=noise)
+    torch.testing.assert_close(pen, 2.0 * lengths.square().mean().detach(), rtol=1e-6, atol=0, check_dtype=False)
+    m1 = 0.25 * float(lengths.detach().mean())
+    assert float(pl.pl_mean) == pytest.approx(m1, rel=1e-6)
+    pl(G, ws=ws, noise=noise, update=False)
+    assert float(pl.pl_mean) == pytest.approx(m1, rel=1e-6)
+    pl.update(torch.tensor(float("nan")))  # ignored
+    pl.update(torch.tensor(1.0))
+    assert float(pl.pl_mean) == pytest.approx(m1 + 0.25 * (1.0 - m1), rel=1e-6)
+    state = pl.state_dict()
+    other = losses.PathLengthPenalty(2.0, 0.25)
+    other.load_state_dict(state)
+    assert torch.equal(other.pl_mean, pl.pl_mean) and other.pl_mean.dtype == torch.float32
+    # z instead of ws goes through G.mapping; exactly one of them
+    assert torch.isfinite(pl(G, torch.randn(2, 8, dtype=torch.float64)))
+    with pytest.raises(ValueError, match="exactly one"):
+        pl(G)
+    with pytest.raises(ValueError, match="noise"):
+        pl(G, ws=ws, noise=noise[:, :, :4])
+    with pytest.raises(ValueError, match="decay"):
+        losses.PathLengthPenalty(2.0, 0.0)
+
+
+def test_path_length_same_in_both_layer_kits_float64():
+    from fastgan import use_layers
+
+    G = _tiny_g()
+    ws, noise = _pl_inputs(G)
+    pen, grads, _ = _pl_run(G, lambda: _pl_inputs(G)[0], noise)
+    with use_layers("stock"):
+        pen_s, grads_s, _ = _pl_run(G, lambda: _pl_inputs(G)[0], noise)
+    torch.testing.assert_close(pen, pen_s, rtol=1e-10, atol=1e-12)
+    for a, b in zip(grads, grads_s):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+
+def test_path_length_with_activation_checkpointing_float64():
+    """G(checkpoint=True): the non-reentrant checkpoint's double backward gives the same
+    penalty and gradients (the recomputation restores the RNG: the same per-pixel noise)."""
+    G = _tiny_g()
+    Gc = _tiny_g(checkpoint=True)
+    Gc.load_state_dict(G.state_dict())
+    ws, noise = _pl_inputs(G)
+    pen, grads, _ = _pl_run(G, lambda: _pl_inputs(G)[0], noise)
+    pen_c, grads_c, _ = _pl_run(Gc, lambda: _pl_inputs(Gc)[0], noise)
+    torch.testing.assert_close(pen, pen_c, rtol=1e-12, atol=1e-14)
+    for a, b in zip(grads, grads_c):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_path_length_bf16_autocast_and_fp16_scaler():
+    G = _tiny_g().float()
+    gen = torch.Generator().manual_seed(1)
+    z, noise = torch.randn(4, 8, generator=gen), torch.randn(4, 1, 8, 8, generator=gen)
+    torch.manual_seed(3)
+    ref = losses.PathLengthPenalty()(G, z, noise=noise)
+    torch.manual_seed(3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pen = losses.PathLengthPenalty()(G, z, noise=noise)
+    assert pen.dtype == torch.float32 and torch.isfinite(pen)
+    torch.testing.assert_close(pen, ref, rtol=0.1, atol=1e-3)
+    pen.backward()
+    assert all(torch.isfinite(p.grad).all() for p in G.parameters() if p.grad is not None)
+    # fp16 scaler: the scaled first backward, unscaled before the norm: the same penalty
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    torch.manual_seed(3)
+    scaled = losses.PathLengthPenalty()(G, z, noise=noise, scaler=scaler)
+    torch.testing.assert_close(scaled, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_style_mixing_cutoff_semantics():
+    from fastgan.models.stylegan2 import mix_styles
+    from fastgan.train.loop import style_mixing_cutoffs
+
+    n, num_ws, w_dim = 4, 6, 3
+    w1, w2 = torch.randn(n, w_dim), torch.randn(n, w_dim)
+    cutoff = torch.tensor([1, 2, 5, 6])
+    ws = mix_styles(w1, w2, cutoff, num_ws)
+    assert ws.shape == (n, num_ws, w_dim)
+    for i in range(n):
+        for layer in range(num_ws):
+            expect = w1[i] if layer < cutoff[i] else w2[i]
+            assert torch.equal(ws[i, layer], expect)
+    assert torch.equal(mix_styles(w1, w2, num_ws, num_ws), w1[:, None].expand(-1, num_ws, -1))  # int: no mixing
+    assert torch.equal(mix_styles(w1, w2, 0, num_ws), w2[:, None].expand(-1, num_ws, -1))
+    with pytest.raises(ValueError, match="mix_styles"):
+        mix_styles(w1, w2[:, None].expand(-1, 5, -1), 2, num_ws)
+    # the policy: probability 0 never mixes; 1 always mixes, cutoffs uniform in 1..num_ws-1
+    torch.manual_seed(0)
+    assert torch.equal(style_mixing_cutoffs(1000, num_ws, 0.0), torch.full((1000,), num_ws))
+    c = style_mixing_cutoffs(1000, num_ws, 1.0)
+    assert c.min() == 1 and c.max() == num_ws - 1 and len(c.unique()) == num_ws - 1
+    c = style_mixing_cutoffs(4000, num_ws, 0.9)
+    assert 0.85 < float((c < num_ws).float().mean()) < 0.95

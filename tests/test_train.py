@@ -187,7 +187,12 @@ def test_r1_step_shares_the_real_forward_and_lazy_adam(data, tmp_path):
     group = t.opt_d.param_groups[0]
     assert group["lr"] == pytest.approx(cfg.lr_d * c)
     assert group["betas"] == pytest.approx((cfg.beta1 ** c, cfg.beta2 ** c))
-    assert t.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.lr_g)
+    # the preset's lazy path-length penalty gives G's Adam the same treatment (every pl_every)
+    cg = cfg.pl_every / (cfg.pl_every + 1)
+    assert cfg.pl_weight > 0 and t.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.lr_g * cg)
+    assert t.opt_g.param_groups[0]["betas"] == pytest.approx((cfg.beta1 ** cg, cfg.beta2 ** cg))
+    t_off = Trainer(tiny_config("stylegan2-256", data, tmp_path / "off", steps=2, pl_weight=0.0))
+    assert t_off.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.lr_g) and t_off.pl is None
     calls = []
     t.D.register_forward_hook(lambda m, i, o: calls.append(i[0].requires_grad))
     real = torch.rand(cfg.batch_size, cfg.img_channels, cfg.resolution, cfg.resolution) * 2 - 1
@@ -222,6 +227,155 @@ def test_fp16_penalty_overflow_skips_the_step_and_lowers_the_scale(data, tmp_pat
     t2 = Trainer(tiny_config("stylegan2-256", data, tmp_path / "r2", steps=1, r1_every=1))
     with pytest.raises(NonFiniteLossError, match="R1"):
         t2._d_step(real, None)
+
+def test_stylegan2_regularizers_train_and_resume(data, tmp_path):
+    """Path length every 2 steps and style mixing on a tiny StyleGAN2: pl in the metrics rows
+    on the due steps, pl_mean in the checkpoint, and 2 + resume + 2 steps == 4 steps."""
+    kw = dict(steps=4, resolution=8, max_ch=8, batch_size=4, pl_weight=2.0, pl_every=2, style_mixing=0.9,
+              r1_every=2, ckpt_every=100, sample_every=100)
+    a = Trainer(tiny_config("stylegan2-256", data, tmp_path / "a", **kw))
+    assert a.pl is not None and a.cfg.pl_batch_shrink == 2
+    mixed = []
+    real_mix = __import__("fastgan.train.loop", fromlist=["mix_styles"]).mix_styles
+
+    def spy(w1, w2, cutoff, num_ws):
+        mixed.append(cutoff.clone())
+        return real_mix(w1, w2, cutoff, num_ws)
+
+    import fastgan.train.loop as loop
+    orig, loop.mix_styles = loop.mix_styles, spy
+    try:
+        a.run()
+    finally:
+        loop.mix_styles = orig
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert ["pl" in r for r in rows] == [True, False, True, False]
+    assert all(r["pl"] > 0 and r["pl_mean"] > 0 for r in rows if "pl" in r)
+    assert mixed and all(((c >= 1) & (c <= a.G.num_ws)).all() for c in mixed)
+    assert float(a.pl.pl_mean) > 0
+    b1 = Trainer(tiny_config("stylegan2-256", data, tmp_path / "b", **dict(kw, steps=2)))
+    ckpt = b1.run().last_checkpoint
+    state = load_checkpoint(ckpt)
+    assert state["pl"]["pl_mean"].dtype == torch.float32 and float(state["pl"]["pl_mean"]) > 0
+    b2 = Trainer(tiny_config("stylegan2-256", data, tmp_path / "b", **kw), resume="auto")
+    assert torch.equal(b2.pl.pl_mean, b1.pl.pl_mean)
+    b2.run()
+    assert torch.equal(a.pl.pl_mean, b2.pl.pl_mean)
+    for name in ("G", "D", "G_ema"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b2, name).state_dict()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), f"{name}.{k} differs after resume"
+    # a checkpoint written before these keys existed still loads (its config had the defaults)
+    del state["pl"]
+    for k in ("pl_weight", "pl_every", "pl_decay", "pl_batch_shrink", "style_mixing"):
+        del state["config"][k]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    with pytest.raises(CheckpointError, match="pl_weight: checkpoint 0.0, this run 2.0"):
+        Trainer(tiny_config("stylegan2-256", data, tmp_path / "c", **kw), resume=str(old))
+    c = Trainer(tiny_config("stylegan2-256", data, tmp_path / "c", **dict(kw, pl_weight=0.0, style_mixing=0.0, pl_every=4)),
+                resume=str(old))
+    assert c.step == 2 and c.pl is None
+
+
+def test_stylegan2_regularizer_config_errors(data, tmp_path):
+    from fastgan.train.config import make_config
+
+    for key, value, msg in (("pl_weight", 1.0, "only the stylegan2 model"),
+                            ("style_mixing", 0.5, "only the stylegan2 model")):
+        with pytest.raises(ValueError, match=f"{key}: {msg}"):
+            make_config("fmnist-dcgan", overrides={key: value})
+    for key, value in (("pl_weight", -1.0), ("pl_decay", 0.0), ("pl_decay", 1.5), ("style_mixing", 1.5),
+                       ("pl_every", 0), ("pl_batch_shrink", 0)):
+        with pytest.raises(ValueError, match=f"^{key}: "):
+            make_config("stylegan2-256", overrides={key: value})
+    with pytest.raises(ValueError, match="pl_batch_shrink: 8 leaves no sample"):
+        make_config("stylegan2-256", overrides={"batch_size": 4, "pl_batch_shrink": 8})
+    cfg = make_config("stylegan2-256")
+    assert (cfg.pl_weight, cfg.pl_every, cfg.pl_decay, cfg.pl_batch_shrink, cfg.style_mixing) == (2.0, 4, 0.01, 2, 0.9)
+    assert make_config("fmnist-dcgan").pl_weight == 0.0 and make_config("fmnist-dcgan").style_mixing == 0.0
+
+
+def test_fp16_path_length_overflow_skips_the_g_step(data, tmp_path, monkeypatch):
+    from fastgan import losses
+
+    cfg = tiny_config("stylegan2-256", data, tmp_path / "r", steps=1, precision="fp16", resolution=8, max_ch=8,
+                      batch_size=4, pl_every=1)
+    t = Trainer(cfg)
+    real_fn = losses.PathLengthPenalty.penalty
+    monkeypatch.setattr(losses.PathLengthPenalty, "penalty", lambda self, l: real_fn(self, l) * float("inf"))
+    before = _weights(t.G.state_dict())
+    assert t._g_step(cfg.batch_size) == {} and t.skipped == 1
+    assert float(t.scaler_g.get_scale()) == 2.0 ** 15 and float(t.pl.pl_mean) == 0.0
+    assert all(torch.equal(before[k], v) for k, v in t.G.state_dict().items())
+    t2 = Trainer(tiny_config("stylegan2-256", data, tmp_path / "r2", steps=1, resolution=8, max_ch=8, batch_size=4,
+                             pl_every=1))
+    with pytest.raises(NonFiniteLossError, match="path-length"):
+        t2._g_step(4)
+
+
+def _max_rel_diff(a: dict, b: dict) -> float:
+    worst = 0.0
+    for k in a:
+        if a[k].is_floating_point():
+            d = (a[k].double() - b[k].double()).abs().max() / b[k].double().abs().max().clamp_min(1e-3)
+            worst = max(worst, float(d))
+    return worst
+
+
+def test_gradient_accumulation_equals_one_batch(data, tmp_path, monkeypatch):
+    """batch_gpu = batch_size / 2 (two strided micro-batches of 4: D's minibatch-stddev groups
+    stay those of the whole batch) gives the weights of one batch of 8, with R1 and the path
+    length (every 2 steps) and style mixing on. The per-sample draws are made for the whole
+    batch; G's per-pixel noise is off (drawn per forward, it depends on the split)."""
+    from tests.gan_fixtures import split_independent_randomness
+
+    split_independent_randomness(monkeypatch.setattr)
+    kw = dict(steps=3, resolution=8, max_ch=8, batch_size=8, r1_every=2, pl_every=2, ckpt_every=100,
+              sample_every=100)
+    runs = {}
+    for bg in (0, 4, 2):
+        t = Trainer(tiny_config("stylegan2-256", data, tmp_path / f"bg{bg}", batch_gpu=bg, **kw))
+        assert t.batch_rank == 8 and t.n_micro == 8 // (bg or 8)
+        t.run()
+        runs[bg] = t
+    a, b = runs[0], runs[4]
+    rows = [json.loads(x) for x in (tmp_path / "bg4" / "metrics.jsonl").read_text().splitlines()]
+    assert ["pl" in r and "r1" in r for r in rows] == [True, False, True]
+    for name in ("G", "D", "G_ema"):
+        assert _max_rel_diff(getattr(b, name).state_dict(), getattr(a, name).state_dict()) < 1e-4, name
+    torch.testing.assert_close(a.pl.pl_mean, b.pl.pl_mean, rtol=1e-5, atol=1e-7)
+    assert a.G.mapping.w_avg.abs().sum() > 0
+    # the last step's gradients themselves (Adam would hide a uniform scale error) and losses
+    for name in ("G", "D"):
+        for (k, pa), pb in zip(getattr(a, name).named_parameters(), getattr(b, name).parameters()):
+            assert (pa.grad is None) == (pb.grad is None), k
+            if pa.grad is not None:
+                torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-4, atol=1e-6, msg=f"{name}.{k}")
+    ra = [json.loads(x) for x in (tmp_path / "bg0" / "metrics.jsonl").read_text().splitlines()]
+    for x, y in zip(rows, ra):
+        for k in ("loss_d", "loss_g", "r1", "pl"):
+            assert (k in x) == (k in y) and (k not in x or x[k] == pytest.approx(y[k], rel=1e-5)), k
+    # micro-batches of 2 shrink D's minibatch-stddev groups to 2 samples: another function
+    assert _max_rel_diff(runs[2].D.state_dict(), a.D.state_dict()) > 1e-2
+
+
+def test_batch_split_errors(data, tmp_path):
+    from fastgan.train.config import make_config
+    from fastgan.train.dist import DistInfo
+
+    with pytest.raises(ValueError, match="batch_gpu: 3 does not divide batch_size 8"):
+        tiny_config("stylegan2-256", data, tmp_path, batch_size=8, batch_gpu=3)
+    with pytest.raises(ValueError, match="batch_gpu: must be >= 0"):
+        make_config("stylegan2-256", overrides={"batch_gpu": -1})
+    with pytest.raises(ValueError, match="batch_size: the global batch 6 does not split evenly over 4 processes"):
+        Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "a", batch_size=6), dist_info=DistInfo(0, 4))
+    with pytest.raises(ValueError, match=r"batch_gpu: 4 does not divide the per-process batch 6 \(batch_size 12 over 2"):
+        Trainer(tiny_config("fmnist-dcgan", data, tmp_path / "b", batch_size=12, batch_gpu=4), dist_info=DistInfo(0, 2))
+    with pytest.raises(ValueError, match="pl_batch_shrink: 4 does not divide batch_gpu 2"):
+        Trainer(tiny_config("stylegan2-256", data, tmp_path / "c", resolution=8, max_ch=8, batch_size=4, batch_gpu=2,
+                            pl_batch_shrink=4))
+
 
 def test_default_preset_keeps_classic_dcgan_settings():
     # README's quickstart trains this preset; its tuning (bench/tune_fmnist_dcgan.py) changed

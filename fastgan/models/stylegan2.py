@@ -87,11 +87,33 @@ class MappingNetwork(nn.Module):
         for layer in self.net:
             w = layer(w)
         if update_avg:
-            with torch.no_grad():
-                self.w_avg.lerp_(w.detach().to(self.w_avg.dtype).mean(0), 0.005)
+            self.update_avg(w.detach().mean(0))
         if truncation != 1.0:
             w = self.w_avg.to(w.dtype).lerp(w, truncation)
         return w
+
+
+    @torch.no_grad()
+    def update_avg(self, w_mean: torch.Tensor) -> None:
+        """Moves the tracked average w (truncation's centre) towards ``w_mean``, one batch's
+        mean w (a caller that maps a batch in pieces updates once, with the whole mean)."""
+        self.w_avg.lerp_(w_mean.detach().to(self.w_avg.dtype), 0.005)
+
+
+def mix_styles(w1: torch.Tensor, w2: torch.Tensor, cutoff, num_ws: int) -> torch.Tensor:
+    """Style mixing: ``(N, num_ws, w_dim)`` styles taking ``w1`` for the layers below
+    ``cutoff`` and ``w2`` from ``cutoff`` on. ``w1``, ``w2``: ``(N, w_dim)`` or
+    ``(N, num_ws, w_dim)``; ``cutoff``: an int or one per sample (``(N,)`` integers);
+    ``cutoff >= num_ws`` keeps ``w1`` everywhere (no mixing). How often to mix, and where,
+    is the trainer's policy."""
+    def full(w):
+        return w[:, None].expand(-1, num_ws, -1) if w.dim() == 2 else w
+    w1, w2 = full(w1), full(w2)
+    if w1.shape != w2.shape or w1.shape[1] != num_ws:
+        raise ValueError(f"mix_styles: w1 {tuple(w1.shape)} and w2 {tuple(w2.shape)} must both be (N, {num_ws}, w_dim)")
+    layer = torch.arange(num_ws, device=w1.device)
+    cutoff = torch.as_tensor(cutoff, device=w1.device).reshape(-1, 1)  # (N or 1, 1)
+    return torch.where((layer[None] >= cutoff)[:, :, None], w2, w1)
 
 
 class StyleGAN2Generator(nn.Module):

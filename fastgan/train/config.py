@@ -33,7 +33,10 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader processes for image folders, zips and packed .npy files
     mirror: bool = False  # x-flip each training image with probability 0.5 (seeded per batch)
     # optimization
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: split over the DDP processes
+    # samples per process per forward (micro-batch); 0: batch_size / processes (no gradient
+    # accumulation). Smaller: batch_size / (processes * batch_gpu) micro-batches per step
+    batch_gpu: int = 0
     steps: int = 1000
     optimizer: str = "adam"  # adam | rmsprop
     lr_g: float = 2e-4
@@ -46,6 +49,13 @@ class TrainConfig:
     gp_weight: float = 0.0  # WGAN-GP penalty weight
     r1_gamma: float = 0.0
     r1_every: int = 16  # lazy regularization interval
+    # StyleGAN2's generator regularizers (stylegan2 only): lazy path-length penalty (0: off)
+    # every pl_every steps on batch / pl_batch_shrink samples, and style mixing (probability)
+    pl_weight: float = 0.0
+    pl_every: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing: float = 0.0
     grad_clip: float = 0.0
     ema_beta: float = 0.999
     ema_kimg: float = 0.0  # > 0: G_ema's half-life in thousands of images (replaces ema_beta)
@@ -93,7 +103,7 @@ class TrainConfig:
             bad("precision", f"expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer not in ("adam", "rmsprop"):
             bad("optimizer", f"expected 'adam' or 'rmsprop', got {self.optimizer!r}")
-        for name in ("batch_size", "steps", "n_critic", "r1_every", "sample_every", "ckpt_every", "keep_ckpts", "log_every", "sample_n", "z_dim", "base_ch", "resolution"):
+        for name in ("batch_size", "steps", "n_critic", "r1_every", "pl_every", "pl_batch_shrink", "sample_every", "ckpt_every", "keep_ckpts", "log_every", "sample_n", "z_dim", "base_ch", "resolution"):
             if int(getattr(self, name)) < 1:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("lr_g", "lr_d"):
@@ -107,8 +117,22 @@ class TrainConfig:
             bad("low_precision", f"expected 'bf16' or 'fp16', got {self.low_precision!r}")
         if self.low_precision_res < 0:
             bad("low_precision_res", f"must be >= 0, got {self.low_precision_res}")
+        if not (self.pl_weight >= 0 and self.pl_weight < float("inf")):
+            bad("pl_weight", f"must be a finite number >= 0 (0: off), got {self.pl_weight}")
+        if not 0.0 < self.pl_decay <= 1.0:
+            bad("pl_decay", f"must be in (0, 1], got {self.pl_decay}")
+        if not 0.0 <= self.style_mixing <= 1.0:
+            bad("style_mixing", f"must be a probability in [0, 1], got {self.style_mixing}")
+        if self.batch_gpu < 0:
+            bad("batch_gpu", f"must be >= 0 (0: batch_size / processes), got {self.batch_gpu}")
+        if self.batch_gpu > 0 and self.batch_size % self.batch_gpu:
+            bad("batch_gpu", f"{self.batch_gpu} does not divide batch_size {self.batch_size}")
+        if self.pl_weight > 0 and self.batch_size // self.pl_batch_shrink < 1:
+            bad("pl_batch_shrink", f"{self.pl_batch_shrink} leaves no sample of batch_size {self.batch_size} "
+                                   "for the path-length penalty")
         if self.model != "stylegan2":
-            for name, off in (("checkpoint_blocks", False), ("low_precision_res", 0)):
+            for name, off in (("checkpoint_blocks", False), ("low_precision_res", 0), ("pl_weight", 0.0),
+                              ("style_mixing", 0.0)):
                 if getattr(self, name) != off:
                     bad(name, f"only the stylegan2 model has this option (model is {self.model!r})")
         if self.num_workers < 0:
@@ -171,22 +195,23 @@ PRESETS: dict[str, dict[str, Any]] = {
                    gp_weight=10.0, lr_g=1e-3, lr_d=1e-3, beta1=0.0, beta2=0.99, batch_size=16, steps=20000,
                    phase_kimg=60.0, ema_beta=0.999, d_norm="none", out="runs/progan"),
     "stylegan2-256": dict(model="stylegan2", resolution=256, img_channels=3, z_dim=512, base_ch=16384,
-                          max_ch=512, loss="nonsaturating", r1_gamma=1.0, r1_every=16, lr_g=2.5e-3,
+                          max_ch=512, loss="nonsaturating", r1_gamma=1.0, r1_every=16, pl_weight=2.0,
+                          pl_every=4, style_mixing=0.9, lr_g=2.5e-3,
                           lr_d=2.5e-3, beta1=0.0, beta2=0.99, batch_size=16, steps=100000, ema_beta=0.998,
                           d_norm="none", sample_every=1000, ckpt_every=2000, out="runs/stylegan2-256"),
     # The StyleGAN2 paper's config-f (as StyleGAN2-ADA's "stylegan2" config): channels
     # 32768 / resolution up to 512, an 8-layer mapping network, batch 32, Adam lr 0.002 with
     # betas (0, 0.99), G_ema half-life 10 kimg, lazy R1 every 16 steps with gamma by
     # resolution (StyleGAN2-ADA's heuristic 0.0002 * R^2 / batch: 1.6 at 512, 6.6 at 1024;
-    # the paper used 10 on FFHQ 1024). Memory levers (checkpoint_blocks, low_precision_res)
+    # the paper used 10 on FFHQ 1024), lazy path length (weight 2, every 4 steps), style mixing 0.9. Memory levers (checkpoint_blocks, low_precision_res)
     # stay off: they are per-machine choices (see README).
     "stylegan2-512": dict(model="stylegan2", resolution=512, img_channels=3, z_dim=512, base_ch=32768,
-                          max_ch=512, loss="nonsaturating", r1_gamma=1.6384, r1_every=16, lr_g=2e-3,
+                          max_ch=512, loss="nonsaturating", r1_gamma=1.6384, r1_every=16, pl_weight=2.0, pl_every=4, style_mixing=0.9, lr_g=2e-3,
                           lr_d=2e-3, beta1=0.0, beta2=0.99, batch_size=32, steps=781250, ema_kimg=10.0,
                           d_norm="none", sample_every=1000, ckpt_every=2000, sample_n=16,
                           out="runs/stylegan2-512"),
     "stylegan2-1024": dict(model="stylegan2", resolution=1024, img_channels=3, z_dim=512, base_ch=32768,
-                           max_ch=512, loss="nonsaturating", r1_gamma=6.5536, r1_every=16, lr_g=2e-3,
+                           max_ch=512, loss="nonsaturating", r1_gamma=6.5536, r1_every=16, pl_weight=2.0, pl_every=4, style_mixing=0.9, lr_g=2e-3,
                            lr_d=2e-3, beta1=0.0, beta2=0.99, batch_size=32, steps=781250, ema_kimg=10.0,
                            d_norm="none", sample_every=1000, ckpt_every=2000, sample_n=16,
                            out="runs/stylegan2-1024"),

@@ -113,3 +113,13 @@ def gather_objects(obj, info: DistInfo) -> list:
     out = [None] * info.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def average_scalar(value, info: DistInfo) -> torch.Tensor:
+    """The mean over ranks of a scalar (a 0-d tensor or a number), as a float32 tensor."""
+    t = torch.as_tensor(value, dtype=torch.float32, device=info.device).reshape(())
+    if info.enabled:
+        t = t.clone()
+        dist.all_reduce(t)
+        t.div_(info.world)
+    return t

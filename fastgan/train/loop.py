@@ -17,11 +17,13 @@ import torch
 
 from .. import losses
 from .._backend import use_layers
+from ..models.stylegan2 import mix_styles
 from ..data.stream import BatchStream, DataSource, open_source, to_device
 from . import checkpoint as ck
 from .build import build_models
 from .config import RESUME_FREE_KEYS, TrainConfig
-from .dist import DistInfo, any_flag, average_buffers, average_gradients, broadcast_module, gather_objects, init_distributed
+from .dist import (DistInfo, any_flag, average_buffers, average_gradients, average_scalar, broadcast_module,
+                   gather_objects, init_distributed)
 from .images import generation_batch, make_grid, save_grid
 
 
@@ -47,6 +49,17 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
             be.copy_(b)
 
 
+def style_mixing_cutoffs(n: int, num_ws: int, prob: float, device=None) -> torch.Tensor:
+    """StyleGAN2's style-mixing policy, one draw per sample: with probability ``prob`` a
+    cutoff uniform in ``1 .. num_ws - 1`` (layers from the cutoff on take the second latent's
+    styles, see :func:`fastgan.models.stylegan2.mix_styles`), else ``num_ws`` (no mixing).
+    StyleGAN2-ADA draws one cutoff per batch; per sample, a batch's mixing does not depend on
+    how it is split into micro-batches or ranks."""
+    cutoff = torch.randint(1, num_ws, (n,), device=device)
+    mixed = torch.rand(n, device=device) < prob
+    return torch.where(mixed, cutoff, torch.full_like(cutoff, num_ws))
+
+
 def _set_requires_grad(m: torch.nn.Module, flag: bool) -> None:
     for p in m.parameters():
         p.requires_grad_(flag)
@@ -59,6 +72,7 @@ class Trainer:
         self._bar, self._log_fh, self._tb = None, None, None
         self.info = dist_info or init_distributed(cfg.device)
         self.device = self.info.device
+        self.batch_rank, self.n_micro = self._split_batch()
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
         self.source = source if source is not None else open_source(cfg.data, cfg.data_format, cfg.resolution, cfg.strict)
@@ -86,15 +100,25 @@ class Trainer:
         broadcast_module(self.G, self.info)
         broadcast_module(self.D, self.info)
         broadcast_module(self.G_ema, self.info)
-        self.opt_g, self.opt_d = self._optimizer(self.G, cfg.lr_g), self._optimizer(
-            self.D, cfg.lr_d, cfg.r1_every if cfg.r1_gamma > 0 else 0)
+        # StyleGAN2's regularizers of G: lazy path length (G's Adam gets the lazy lr and betas,
+        # as D's for R1) and style mixing; pl_mean is checkpointed
+        self.pl = losses.PathLengthPenalty(cfg.pl_weight, cfg.pl_decay) if cfg.pl_weight > 0 else None
+        self.opt_g = self._optimizer(self.G, cfg.lr_g, cfg.pl_every if self.pl is not None else 0)
+        self.opt_d = self._optimizer(self.D, cfg.lr_d, cfg.r1_every if cfg.r1_gamma > 0 else 0)
         fp16 = cfg.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.G_fwd = torch.compile(self.G) if cfg.compile else self.G
+        # StyleGAN2 runs mapping and synthesis apart (style mixing, path length, one w_avg
+        # update per step)
+        self.styled = cfg.model == "stylegan2"
+        if self.styled:
+            self.G_map = torch.compile(self.G.mapping) if cfg.compile else self.G.mapping
+            self.G_syn = torch.compile(self.G.synthesis) if cfg.compile else self.G.synthesis
         self.D_fwd = torch.compile(self.D) if cfg.compile else self.D
         self.step, self.batches, self.skipped = 0, 0, 0
+        self._w_sum = None
         torch.manual_seed(cfg.seed * 1000 + 1 + self.info.rank)
         random.seed(cfg.seed * 1000 + 1 + self.info.rank)
         self.resumed_from = None
@@ -107,7 +131,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed + 12345)
         self.fixed_z = torch.randn(cfg.sample_n, cfg.z_dim, generator=gen).to(self.device)
         self.fixed_labels = (torch.arange(cfg.sample_n) % self.num_classes).to(self.device) if self.conditional else None
-        self.stream = BatchStream(self.source, cfg.batch_size, cfg.seed, self.info.rank, self.info.world,
+        self.stream = BatchStream(self.source, self.batch_rank, cfg.seed, self.info.rank, self.info.world,
                                   cfg.num_workers, pin_memory=self.device.type == "cuda", mirror=cfg.mirror)
         self._stop_signal = 0
         self.evaluator = None
@@ -117,6 +141,23 @@ class Trainer:
             self.evaluator.best = self._resumed_best
 
     # ---- setup ----------------------------------------------------------------------------
+    def _split_batch(self) -> tuple[int, int]:
+        """(this process's batch, micro-batches per step): batch_size over the processes,
+        then over micro-batches of batch_gpu samples (gradient accumulation)."""
+        cfg, world = self.cfg, self.info.world
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size: the global batch {cfg.batch_size} does not split evenly over "
+                             f"{world} processes")
+        per = cfg.batch_size // world
+        micro = cfg.batch_gpu or per
+        if per % micro:
+            raise ValueError(f"batch_gpu: {micro} does not divide the per-process batch {per} "
+                             f"(batch_size {cfg.batch_size} over {world} processes)")
+        if cfg.pl_weight > 0 and per // micro > 1 and micro % cfg.pl_batch_shrink:
+            raise ValueError(f"pl_batch_shrink: {cfg.pl_batch_shrink} does not divide batch_gpu {micro} "
+                             "(the path-length penalty runs over the micro-batches too)")
+        return per, per // micro
+
     def _optimizer(self, m: torch.nn.Module, lr: float, lazy_interval: int = 0) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "rmsprop":
             return torch.optim.RMSprop(m.parameters(), lr=lr)
@@ -137,12 +178,15 @@ class Trainer:
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "step": self.step, "batches": self.batches, "skipped": self.skipped,
             "rng": rngs, "world_size": self.info.world, "config": self.cfg.to_dict(),
+            "batch": "global",  # batch_size is split over the processes (before: per process)
             "dataset": self.source.fingerprint, "num_classes": self.num_classes,
             "best": dict(self.evaluator.best) if getattr(self, "evaluator", None) and self.evaluator.best else None,
+            **({"pl": self.pl.state_dict()} if self.pl is not None else {}),
         }
 
     def _load(self, path: Path) -> None:
         state = ck.load_checkpoint(path)  # on the CPU: set_rng_state takes CPU tensors only
+        # a key the checkpoint's config lacks (written before the key existed) had its default
         diffs = ck.config_mismatch(state["config"], self.cfg.to_dict(), RESUME_FREE_KEYS,
                                    defaults=TrainConfig().to_dict())
         if diffs:
@@ -158,9 +202,14 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
             self.scaler_g.load_state_dict(state["scaler_g"])
             self.scaler_d.load_state_dict(state["scaler_d"])
+            if self.pl is not None and state.get("pl") is not None:
+                self.pl.load_state_dict(state["pl"])
         except (RuntimeError, KeyError, ValueError) as e:
             raise ck.CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from e
         self.step, self.batches, self.skipped = int(state["step"]), int(state["batches"]), int(state.get("skipped", 0))
+        if state.get("batch") != "global" and int(state.get("world_size", 1)) > 1:
+            self._log(f"warning: {path} comes from a {state['world_size']}-process run of a version where "
+                      f"batch_size was per process; it is now the global batch ({self.batch_rank} per process)")
         self._resumed_best = state.get("best")
         rngs = state.get("rng") or []
         if int(state.get("world_size", 1)) == self.info.world and len(rngs) > self.info.rank:
@@ -319,18 +368,20 @@ class Trainer:
         raise NonFiniteLossError(f"step {self.step}: {name} loss is {loss.item()}; stopping "
                                  f"(last good checkpoint kept in {self.ckpt_dir}; --skip-nonfinite skips such steps)")
 
-    def _penalty_ok(self, value: torch.Tensor, name: str) -> bool:
+    def _penalty_ok(self, value: torch.Tensor, name: str, net: str = "D") -> bool:
         """A gradient penalty computed through the fp16 loss scale can overflow: like
-        GradScaler with an inf gradient, skip this D step and lower the scale. Otherwise a
-        non-finite penalty is a non-finite loss (stop, or skip under --skip-nonfinite)."""
+        GradScaler with an inf gradient, skip this D (or G) step and lower that net's scale.
+        Otherwise a non-finite penalty is a non-finite loss (stop, or skip under
+        --skip-nonfinite)."""
         if bool(torch.isfinite(value)):
             return True
-        if self.scaler_d.is_enabled():
-            scale = float(self.scaler_d.get_scale())
-            self.scaler_d.update(scale * self.scaler_d.get_backoff_factor())
+        scaler = self.scaler_d if net == "D" else self.scaler_g
+        if scaler.is_enabled():
+            scale = float(scaler.get_scale())
+            scaler.update(scale * scaler.get_backoff_factor())
             self.skipped += 1
             self._log(f"step {self.step}: fp16 overflow in the {name} at loss scale {scale:g}; "
-                      f"D step skipped, scale lowered to {float(self.scaler_d.get_scale()):g}")
+                      f"{net} step skipped, scale lowered to {float(scaler.get_scale()):g}")
             return False
         return self._check(value, name)
 
@@ -342,43 +393,97 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
 
+    # Gradient accumulation: a step's batch runs as self.n_micro micro-batches, each a strided
+    # slice (samples j, j + k, j + 2k, ...). With the data stream's strided split over ranks
+    # this makes D's minibatch-stddev groups (samples i, i + N/4, ... of the whole batch) the
+    # same as one big batch's whenever the micro-batch holds a multiple of the group (4).
+    # Every per-sample random draw (latents, mixing, path-length noise) is made for the whole
+    # batch and sliced, so the split does not change them (G's per-pixel noise excepted).
+    def _slices(self, n: int) -> list:
+        k = self.n_micro
+        return [slice(None)] if k == 1 else [slice(j, None, k) for j in range(k)]
+
+    def _latents(self, n: int, pl: bool = False) -> dict:
+        """This rank's per-sample random draws for one phase of n samples: z; with style
+        mixing the second latent and the cutoffs; for the path-length penalty the images' noise."""
+        cfg = self.cfg
+        lat = {"z": torch.randn(n, cfg.z_dim, device=self.device)}
+        if cfg.style_mixing > 0:
+            lat["z2"] = torch.randn(n, cfg.z_dim, device=self.device)
+            lat["cutoff"] = style_mixing_cutoffs(n, self.G.num_ws, cfg.style_mixing, self.device)
+        if pl:
+            lat["noise"] = torch.randn(n, cfg.img_channels, cfg.resolution, cfg.resolution, device=self.device)
+        return lat
+
+    def _ws(self, lat: dict, compiled: bool = True, track: bool = True) -> torch.Tensor:
+        """StyleGAN2: the styles of latents ``lat`` (style-mixed when they carry a second
+        latent). w_avg follows the (unmixed) ws of D's and G's main phases, updated once per
+        phase with the whole batch's mean (:meth:`_update_w_avg`), not per micro-batch."""
+        mapping = self.G_map if compiled else self.G.mapping
+        w = mapping(lat["z"])
+        if track:
+            self._w_sum = w.detach().float().sum(0) + (self._w_sum if self._w_sum is not None else 0)
+        if "z2" not in lat:
+            return w
+        return mix_styles(w, mapping(lat["z2"]), lat["cutoff"], self.G.num_ws)
+
+    def _update_w_avg(self, n: int) -> None:
+        if self.styled and self._w_sum is not None and self.G.training:
+            self.G.mapping.update_avg(self._w_sum / n)
+        self._w_sum = None
+
+    def _fake(self, lat: dict, d_args: tuple) -> torch.Tensor:
+        if self.styled:
+            return self.G_syn(self._ws(lat))
+        return self.G_fwd(lat["z"], *d_args)
+
     def _d_step(self, real: torch.Tensor, labels: Optional[torch.Tensor]) -> dict:
         cfg = self.cfg
-        d_args = (labels,) if self.conditional else ()
-        z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
+        n, k = real.shape[0], self.n_micro
+        lat = self._latents(n)
+        self._w_sum = None
         _set_requires_grad(self.D, True)
-        with torch.no_grad(), self._autocast():
-            fake = self.G_fwd(z, *d_args)
         r1_due = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
         scaler = self.scaler_d if self.scaler_d.is_enabled() else None
-        r1 = None
-        with self._autocast():
-            fake_logits = self.D_fwd(fake, *d_args)
-            if r1_due:
-                # the adversarial loss on reals and R1 share one forward pass of D
-                loss, r1 = losses.d_loss_with_r1(self.D_fwd, real, fake_logits, cfg.r1_gamma, cfg.loss,
-                                                 d_args=d_args, scaler=scaler)
-            else:
-                loss = losses.d_loss(self.D_fwd(real, *d_args), fake_logits, cfg.loss)
-            out = {"loss_d": loss.detach()}
-            gp = None
-            if cfg.gp_weight > 0:
-                gp = losses.wgan_gp_penalty(self.D_fwd, real, fake.to(real.dtype), cfg.gp_weight, d_args=d_args,
-                                            scaler=scaler)
-        if not self._check(loss, "D"):
-            return {}
-        if gp is not None:
-            if not self._penalty_ok(gp, "gradient penalty"):
-                return {}
-            out["gp"] = gp.detach()
-            loss = loss + gp
-        if r1 is not None:
-            if not self._penalty_ok(r1, "R1"):
-                return {}
-            out["r1"] = r1.detach()
-            loss = loss + r1 * cfg.r1_every  # lazy regularization: R1 every r1_every steps, scaled up
+        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.opt_d.zero_grad(set_to_none=True)
-        self.scaler_d.scale(loss).backward()
+        out: dict = {}
+        for sl in self._slices(n):
+            x = real if k == 1 else real[sl].contiguous(memory_format=mf)
+            d_args = (labels[sl],) if self.conditional else ()
+            with torch.no_grad(), self._autocast():
+                fake = self._fake({key: v[sl] for key, v in lat.items()}, d_args)
+            r1 = None
+            with self._autocast():
+                fake_logits = self.D_fwd(fake, *d_args)
+                if r1_due:
+                    # the adversarial loss on reals and R1 share one forward pass of D
+                    loss, r1 = losses.d_loss_with_r1(self.D_fwd, x, fake_logits, cfg.r1_gamma, cfg.loss,
+                                                     d_args=d_args, scaler=scaler)
+                else:
+                    loss = losses.d_loss(self.D_fwd(x, *d_args), fake_logits, cfg.loss)
+                gp = None
+                if cfg.gp_weight > 0:
+                    gp = losses.wgan_gp_penalty(self.D_fwd, x, fake.to(x.dtype), cfg.gp_weight, d_args=d_args,
+                                                scaler=scaler)
+            if not self._check(loss, "D"):
+                return {}
+            parts = {"loss_d": loss}
+            if gp is not None:
+                if not self._penalty_ok(gp, "gradient penalty"):
+                    return {}
+                parts["gp"] = gp
+                loss = loss + gp
+            if r1 is not None:
+                if not self._penalty_ok(r1, "R1"):
+                    return {}
+                parts["r1"] = r1
+                loss = loss + r1 * cfg.r1_every  # lazy regularization: R1 every r1_every steps, scaled up
+            # each micro-batch's losses are means over it: / k gives the whole batch's mean
+            self.scaler_d.scale(loss / k if k > 1 else loss).backward()
+            for key, v in parts.items():
+                out[key] = out.get(key, 0) + v.detach() / k
+        self._update_w_avg(n)
         self._opt_step(self.D, self.opt_d, self.scaler_d)
         if cfg.weight_clip > 0:
             with torch.no_grad():
@@ -388,31 +493,72 @@ class Trainer:
 
     def _g_step(self, batch: int) -> dict:
         cfg = self.cfg
-        z = torch.randn(batch, cfg.z_dim, device=self.device)
-        d_args = (torch.randint(0, self.num_classes, (batch,), device=self.device),) if self.conditional else ()
-        _set_requires_grad(self.D, False)
-        with self._autocast():
-            loss = losses.g_loss(self.D_fwd(self.G_fwd(z, *d_args), *d_args), cfg.loss)
-        _set_requires_grad(self.D, True)
-        if not self._check(loss, "G"):
-            return {}
+        k = self.n_micro
+        lat = self._latents(batch)
+        labels = torch.randint(0, self.num_classes, (batch,), device=self.device) if self.conditional else None
+        self._w_sum = None
         self.opt_g.zero_grad(set_to_none=True)
-        self.scaler_g.scale(loss).backward()
+        out: dict = {}
+        _set_requires_grad(self.D, False)
+        try:
+            for sl in self._slices(batch):
+                d_args = (labels[sl],) if self.conditional else ()
+                with self._autocast():
+                    loss = losses.g_loss(self.D_fwd(self._fake({key: v[sl] for key, v in lat.items()}, d_args), *d_args),
+                                         cfg.loss)
+                if not self._check(loss, "G"):
+                    return {}
+                self.scaler_g.scale(loss / k if k > 1 else loss).backward()
+                out["loss_g"] = out.get("loss_g", 0) + loss.detach() / k
+        finally:
+            _set_requires_grad(self.D, True)
+        if self.pl is not None and self.step % cfg.pl_every == 0:
+            if not self._path_length(batch, out):
+                return {}
+        self._update_w_avg(batch)
         self._opt_step(self.G, self.opt_g, self.scaler_g)
         with torch.no_grad():
             average_buffers(self.G, self.info)
             average_buffers(self.D, self.info)
         beta = cfg.ema_beta
         if cfg.ema_kimg > 0:  # a half-life in images: 0.5 ** (images per step / half-life)
-            beta = 0.5 ** (cfg.batch_size * self.info.world / (cfg.ema_kimg * 1000.0))
+            beta = 0.5 ** (cfg.batch_size / (cfg.ema_kimg * 1000.0))  # batch_size: the global batch
         if cfg.ema_warmup:
             beta = min(beta, (1.0 + self.step) / (10.0 + self.step))
         ema_update(self.G_ema, self.G, beta)
-        return {"loss_g": loss.detach()}
+        return out
+
+    def _path_length(self, batch: int, out: dict) -> bool:
+        """Lazy path-length regularization (StyleGAN2) on batch / pl_batch_shrink samples: its
+        gradients, weighted by pl_every, join the G loss's before G's one optimizer step (a
+        separate backward, as R1 joins D's loss). pl_mean then follows the mean path length
+        over all micro-batches and ranks (one value on every rank; StyleGAN2-ADA keeps one
+        per GPU). False when the step is skipped (fp16 overflow)."""
+        cfg, k = self.cfg, self.n_micro
+        n = batch // cfg.pl_batch_shrink
+        lat = self._latents(n, pl=True)
+        scaler = self.scaler_g if self.scaler_g.is_enabled() else None
+        pen_sum, len_sum = 0, 0
+        for sl in self._slices(n):
+            part = {key: v[sl] for key, v in lat.items()}
+            with self._autocast():
+                # not compiled: the penalty differentiates G's gradient (double backward)
+                lengths = self.pl.lengths(self.G, self._ws(part, compiled=False, track=False), part["noise"],
+                                          scaler=scaler)
+                pen = self.pl.penalty(lengths)
+            if not self._penalty_ok(pen, "path-length penalty", "G"):
+                return False
+            self.scaler_g.scale(pen * (cfg.pl_every / k)).backward()
+            pen_sum = pen_sum + pen.detach() / k
+            len_sum = len_sum + lengths.detach().sum()
+        self.pl.update(average_scalar(len_sum / n, self.info))
+        out["pl"] = pen_sum
+        out["pl_mean"] = self.pl.pl_mean.clone()
+        return True
 
     def _schedule(self) -> None:
         """Models with a training schedule (progressive growing) follow the images seen."""
-        kimg = self.step * self.cfg.batch_size * self.info.world / 1000.0
+        kimg = self.step * self.cfg.batch_size / 1000.0
         for m in (self.G, self.D, self.G_ema):
             if hasattr(m, "set_progress"):
                 m.set_progress(kimg, self.cfg.phase_kimg)
@@ -434,7 +580,9 @@ class Trainer:
         nparams = sum(p.numel() for p in self.G.parameters()), sum(p.numel() for p in self.D.parameters())
         self._log(f"{cfg.model} ({cfg.layers} layers) {cfg.resolution}px, G {nparams[0]:,} / D {nparams[1]:,} params, "
                   f"{self.source.description}, device {self.device}, {self.info.world} process(es), "
-                  f"{cfg.steps} steps of batch {cfg.batch_size}")
+                  f"{cfg.steps} steps of batch {cfg.batch_size}"
+                  + (f" ({self.batch_rank} per process)" if self.info.world > 1 else "")
+                  + (f", {self.n_micro} micro-batches of {self.batch_rank // self.n_micro}" if self.n_micro > 1 else ""))
         old_handlers = {}
         import threading
         if threading.current_thread() is threading.main_thread():
@@ -459,7 +607,7 @@ class Trainer:
                     labels = y.to(self.device) if (self.conditional and y is not None) else None
                     stats.update(self._d_step(real, labels))
                     imgs_log += real.shape[0] * self.info.world
-                stats.update(self._g_step(cfg.batch_size))
+                stats.update(self._g_step(self.batch_rank))
                 self.step += 1
                 for k, v in stats.items():
                     sums.setdefault(k, []).append(v)

@@ -33,7 +33,9 @@ def load_generator(path, weights: str = "ema", device="cpu") -> tuple[torch.nn.M
         raise ck.CheckpointError(f"{p}: corrupt fastgan checkpoint (the generator weights do not fit its config: "
                                  f"{str(e).splitlines()[0]})") from e
     if hasattr(G, "set_progress"):
-        kimg = int(state["step"]) * cfg.batch_size * int(state.get("world_size", 1)) / 1000.0
+        # batch_size is the global batch since checkpoints say "batch": "global"; before, per process
+        per_process = state.get("batch") != "global"
+        kimg = int(state["step"]) * cfg.batch_size * (int(state.get("world_size", 1)) if per_process else 1) / 1000.0
         G.set_progress(kimg, cfg.phase_kimg)  # the stage the run had reached
     return G.to(device).eval(), cfg, nc
 
