@@ -221,6 +221,25 @@ def use_layers(kit: str) -> Iterator[None]:
         _local.kit = previous
 
 
+@contextlib.contextmanager
+def no_activation_checkpointing() -> Iterator[None]:
+    """Inside (this thread): models run their blocks without activation checkpointing. The
+    penalties on input gradients (R1, WGAN-GP, path length) enter it: their double backward
+    keeps every recomputed activation alive until the end, so checkpointing would only add
+    the recomputation (measured: no lower peak, README "Large resolutions")."""
+    previous = getattr(_local, "no_ckpt", False)
+    _local.no_ckpt = True
+    try:
+        yield
+    finally:
+        _local.no_ckpt = previous
+
+
+def activation_checkpointing_allowed() -> bool:
+    """False inside :func:`no_activation_checkpointing` on this thread."""
+    return not getattr(_local, "no_ckpt", False)
+
+
 def stock_layers() -> bool:
     """Whether fastgan.nn's modules run their stock composition here (see use_layers)."""
     return getattr(_local, "kit", None) == "stock"

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Optional, Union
 import torch
 import torch.nn.functional as F
 
+from ._backend import no_activation_checkpointing
 from .ops.conv2d_gradfix import no_weight_gradients
 from .ops.grad_penalty import grad_penalty
 
@@ -97,7 +98,8 @@ def _input_grads_and_out(D: Callable, x: torch.Tensor, d_args, d_kwargs, scaler=
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"images must be a tensor, got {type(x).__name__}")
     x = x.detach().requires_grad_(True)
-    out = D(x, *d_args, **(d_kwargs or {}))
+    with no_activation_checkpointing():  # the double backward keeps every activation anyway
+        out = D(x, *d_args, **(d_kwargs or {}))
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"D must return a tensor of logits, got {type(out).__name__}")
     total = out.sum()
@@ -341,7 +343,8 @@ class PathLengthPenalty:
             ws = ws[:, None].expand(-1, G.num_ws, -1)
         if not ws.requires_grad:
             ws = ws.detach().requires_grad_(True)
-        img = _acc(G.synthesis(ws))
+        with no_activation_checkpointing():  # the double backward keeps every activation anyway
+            img = _acc(G.synthesis(ws))
         h, w = img.shape[-2:]
         if noise is None:
             noise = torch.randn_like(img)

@@ -301,7 +301,6 @@ def test_stylegan2_checkpointing_gives_the_same_gradients(kit):
     """Activation checkpointing of G's and D's blocks (non-reentrant) recomputes the same
     function: the same images (the noise is replayed), the same G gradients, and the same
     R1 penalty and parameter gradients through its double backward, in float64."""
-    from fastgan.losses import r1_penalty
     from fastgan.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
     kw = dict(z_dim=8, resolution=16, img_channels=3, base_ch=128, max_ch=8)
@@ -321,7 +320,10 @@ def test_stylegan2_checkpointing_gives_the_same_gradients(kit):
             torch.manual_seed(5)
             img = G(z)
             D(img).square().sum().backward()
-            r1 = r1_penalty(D, real, 10.0)
+            # R1 by hand: the losses' penalties turn checkpointing off (no_activation_checkpointing)
+            x = real.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            r1 = 5.0 * g.square().sum((1, 2, 3)).mean()
             D.zero_grad()
             r1.backward()
         outs[ck] = img.detach(), _grads(G), r1.detach(), _grads(D)
@@ -392,3 +394,24 @@ def test_memory_options_only_for_stylegan2():
     cfg = make_config("stylegan2-256", overrides=dict(resolution=16, max_ch=8, low_precision_res=1, checkpoint_blocks=True))
     G, D = build_models(cfg)
     assert G.checkpoint and D.checkpoint and G.low_dtype == torch.bfloat16 and G.conv4.clamp == 256.0
+
+
+def test_penalties_run_without_activation_checkpointing(monkeypatch):
+    """R1 (and the other input-gradient penalties) and the path length enter
+    no_activation_checkpointing: under their double backward checkpointing saves nothing.
+    Plain forward passes with gradients do checkpoint every block."""
+    import fastgan.models.stylegan2 as sg
+    from fastgan.losses import PathLengthPenalty, r1_penalty
+
+    calls = []
+    real_ckpt = sg._checkpoint
+    monkeypatch.setattr(sg, "_checkpoint", lambda *a, **k: calls.append(1) or real_ckpt(*a, **k))
+    torch.manual_seed(0)
+    G = sg.StyleGAN2Generator(z_dim=8, resolution=16, img_channels=3, base_ch=128, max_ch=8, checkpoint=True)
+    D = sg.StyleGAN2Discriminator(resolution=16, img_channels=3, base_ch=128, max_ch=8, checkpoint=True)
+    D(G(torch.randn(2, 8))).sum().backward()
+    assert len(calls) == len(G.blocks) + len(D.blocks)
+    calls.clear()
+    r1_penalty(D, torch.randn(2, 3, 16, 16), 1.0).backward()
+    PathLengthPenalty()(G, torch.randn(2, 8)).backward()
+    assert calls == []

@@ -36,7 +36,7 @@ from torch import nn
 
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from ..nn import (EqualConv2d, EqualLinear, ModulatedConv2d, Upsample, memory_format_of, minibatch_stddev,
+from ..nn import (EqualConv2d, EqualLinear, activation_checkpointing_allowed, ModulatedConv2d, Upsample, memory_format_of, minibatch_stddev,
                   pixel_norm, stock_layers)
 
 
@@ -61,9 +61,10 @@ def _low_precision(low_precision_res: int, low_precision: str, log2: int) -> tup
 
 def _run(fn, *args, checkpointed: bool):
     """``fn(*args)``, under activation checkpointing when asked and gradients are on:
-    non-reentrant (works with R1's and path length's double backward), with the RNG state
-    restored for the recomputation (the same noise)."""
-    if checkpointed and torch.is_grad_enabled():
+    non-reentrant (double backward works through it), with the RNG state restored for the
+    recomputation (the same noise). Not inside ``fastgan.nn.no_activation_checkpointing()``,
+    which the input-gradient penalties enter: under their double backward it saves nothing."""
+    if checkpointed and torch.is_grad_enabled() and activation_checkpointing_allowed():
         return _checkpoint(fn, *args, use_reentrant=False)
     return fn(*args)
 

@@ -7,7 +7,8 @@ of stock PyTorch ops it replaces (same parameters, same function): the baseline 
 benchmarks and of ``fastgan train --layers stock``.
 """
 
-from .._backend import LAYER_KITS, memory_format_of, stock_layers, use_layers  # noqa: F401
+from .._backend import (LAYER_KITS, activation_checkpointing_allowed, memory_format_of,  # noqa: F401
+                        no_activation_checkpointing, stock_layers, use_layers)
 from .bias_act import BiasAct, FusedLeakyReLU
 from .conv import Conv2dAct, ConvTranspose2dAct, DownConv2d, LinearAct, UpConv2d
 from .equalized import EqualConv2d, EqualLinear
@@ -37,5 +38,7 @@ __all__ = [
     "minibatch_stddev",
     "pixel_norm",
     "stock_layers",
+    "activation_checkpointing_allowed",
+    "no_activation_checkpointing",
     "use_layers",
 ]
