@@ -310,8 +310,9 @@ class PathLengthPenalty:
 
     ``__call__`` returns the weighted penalty (NOT multiplied by the lazy interval: the
     caller does that, as with R1), differentiable w.r.t. G's parameters (the gradient w.r.t.
-    ``ws`` is taken with ``create_graph=True``; with G's ``checkpoint=True`` that is the
-    non-reentrant checkpoint's double backward), then updates ``pl_mean``.
+    ``ws`` is taken with ``create_graph=True``; G's blocks run without activation
+    checkpointing meanwhile, see ``fastgan.nn.no_activation_checkpointing``), then updates
+    ``pl_mean``.
 
     One difference from StyleGAN2-ADA, on purpose: the penalty is taken against the running
     mean from *before* this batch (a constant), where ADA first folds this batch's mean into
