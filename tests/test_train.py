@@ -413,7 +413,8 @@ def test_hires_presets_are_config_f():
 
     for preset, res, gamma in (("stylegan2-512", 512, 1.6384), ("stylegan2-1024", 1024, 6.5536)):
         cfg = make_config(preset)
-        assert (cfg.resolution, cfg.batch_size, cfg.lr_g, cfg.lr_d, cfg.ema_kimg) == (res, 32, 2e-3, 2e-3, 10.0)
+        assert (cfg.resolution, cfg.batch_size, cfg.lr_g, cfg.lr_d, cfg.ema_kimg, cfg.ema_warmup) == \
+            (res, 32, 2e-3, 2e-3, 10.0, False)
         assert cfg.r1_gamma == pytest.approx(0.0002 * res ** 2 / cfg.batch_size)
         assert cfg.r1_gamma == gamma
     G, D = build_models(make_config("stylegan2-1024"))
@@ -467,3 +468,34 @@ def test_packed_npy_with_mirror_and_workers_resumes_bit_exact(tmp_path):
         assert torch.equal(v, b2.G.state_dict()[k]), f"G.{k} differs after resume"
     with pytest.raises(CheckpointError, match="mirror: checkpoint True, this run False"):
         Trainer(tiny_config("fmnist-dcgan", tmp_path / "p.npy", tmp_path / "b", **dict(kw, mirror=False)), resume="auto")
+
+
+def test_skip_decisions_are_taken_over_all_processes(data, tmp_path, monkeypatch):
+    """A loss or penalty that is non-finite on another DDP process only (any_flag says so)
+    makes this process skip or stop too, so the processes' collectives stay paired; the fp16
+    loss scale drops on every process alike."""
+    import fastgan.train.loop as loop
+
+    cfg = tiny_config("stylegan2-256", data, tmp_path / "run", resolution=16, max_ch=8, steps=1, batch_size=4,
+                      precision="fp16", r1_every=1)
+    t = Trainer(cfg)
+    finite = torch.tensor(1.0)
+    t.scaler_d.scale(finite)  # the scaler starts its scale at first use, as in a D step
+    assert t._penalty_ok(finite, "R1")
+    monkeypatch.setattr(loop, "any_flag", lambda flag, info: True)  # another rank saw inf
+    scale = float(t.scaler_d.get_scale())
+    assert not t._penalty_ok(finite, "R1")
+    assert float(t.scaler_d.get_scale()) == scale * t.scaler_d.get_backoff_factor()
+    with pytest.raises(NonFiniteLossError, match="another process"):
+        t._check(finite, "G")
+
+
+def test_path_length_batch_per_process_must_not_be_empty(data, tmp_path):
+    """The path length runs on per-process batch // pl_batch_shrink samples: 0 is an error
+    naming pl_batch_shrink (8 processes share a global batch of 8: 1 each, shrink 2)."""
+    from types import SimpleNamespace
+
+    cfg = tiny_config("stylegan2-256", data, tmp_path / "run", resolution=16, max_ch=8, batch_size=8)
+    with pytest.raises(ValueError, match="pl_batch_shrink"):
+        Trainer._split_batch(SimpleNamespace(cfg=cfg, info=SimpleNamespace(world=8)))
+    assert Trainer._split_batch(SimpleNamespace(cfg=cfg, info=SimpleNamespace(world=4))) == (2, 1)

@@ -201,21 +201,21 @@ PRESETS: dict[str, dict[str, Any]] = {
                           d_norm="none", sample_every=1000, ckpt_every=2000, out="runs/stylegan2-256"),
     # The StyleGAN2 paper's config-f (as StyleGAN2-ADA's "stylegan2" config): channels
     # 32768 / resolution up to 512, an 8-layer mapping network, batch 32, Adam lr 0.002 with
-    # betas (0, 0.99), G_ema half-life 10 kimg, lazy R1 every 16 steps with gamma by
-    # resolution (StyleGAN2-ADA's heuristic 0.0002 * R^2 / batch: 1.6 at 512, 6.6 at 1024;
-    # the paper used 10 on FFHQ 1024), lazy path length (weight 2, every 4 steps), style
+    # betas (0, 0.99), G_ema half-life 10 kimg (no warm-up ramp), lazy R1 every 16 steps with
+    # gamma by resolution (StyleGAN2-ADA's heuristic 0.0002 * R^2 / batch: 1.6 at 512, 6.6 at
+    # 1024; the paper used 10 on FFHQ 1024), lazy path length (weight 2, every 4 steps), style
     # mixing 0.9. Memory levers (checkpoint_blocks, low_precision_res) stay off: they are
     # per-machine choices (see README).
     "stylegan2-512": dict(model="stylegan2", resolution=512, img_channels=3, z_dim=512, base_ch=32768,
                           max_ch=512, loss="nonsaturating", r1_gamma=1.6384, r1_every=16, pl_weight=2.0,
                           pl_every=4, style_mixing=0.9, lr_g=2e-3, lr_d=2e-3, beta1=0.0, beta2=0.99, batch_size=32,
-                          steps=781250, ema_kimg=10.0,
+                          steps=781250, ema_kimg=10.0, ema_warmup=False,
                           d_norm="none", sample_every=1000, ckpt_every=2000, sample_n=16,
                           out="runs/stylegan2-512"),
     "stylegan2-1024": dict(model="stylegan2", resolution=1024, img_channels=3, z_dim=512, base_ch=32768,
                            max_ch=512, loss="nonsaturating", r1_gamma=6.5536, r1_every=16, pl_weight=2.0,
                            pl_every=4, style_mixing=0.9, lr_g=2e-3, lr_d=2e-3, beta1=0.0, beta2=0.99, batch_size=32,
-                           steps=781250, ema_kimg=10.0,
+                           steps=781250, ema_kimg=10.0, ema_warmup=False,
                            d_norm="none", sample_every=1000, ckpt_every=2000, sample_n=16,
                            out="runs/stylegan2-1024"),
 }

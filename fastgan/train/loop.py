@@ -153,6 +153,9 @@ class Trainer:
         if per % micro:
             raise ValueError(f"batch_gpu: {micro} does not divide the per-process batch {per} "
                              f"(batch_size {cfg.batch_size} over {world} processes)")
+        if cfg.pl_weight > 0 and per // cfg.pl_batch_shrink < 1:
+            raise ValueError(f"pl_batch_shrink: {cfg.pl_batch_shrink} leaves no sample of the per-process batch {per} "
+                             f"(batch_size {cfg.batch_size} over {world} processes) for the path-length penalty")
         if cfg.pl_weight > 0 and per // micro > 1 and micro % cfg.pl_batch_shrink:
             raise ValueError(f"pl_batch_shrink: {cfg.pl_batch_shrink} does not divide batch_gpu {micro} "
                              "(the path-length penalty runs over the micro-batches too)")
@@ -358,22 +361,32 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _check(self, loss: torch.Tensor, name: str) -> bool:
-        if bool(torch.isfinite(loss)):
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` is finite on every process (one all-reduce under DDP): every rank
+        then takes the same skip-or-stop decision and the ranks' collectives stay paired."""
+        return not any_flag(not bool(torch.isfinite(value)), self.info)
+
+    def _check(self, loss: torch.Tensor, name: str, finite: Optional[bool] = None) -> bool:
+        if finite is None:
+            finite = self._all_finite(loss)
+        if finite:
             return True
+        what = f"{name} loss is {loss.item()}" if not bool(torch.isfinite(loss)) else \
+            f"{name} loss is non-finite on another process"
         if self.cfg.skip_nonfinite:
             self.skipped += 1
-            self._log(f"step {self.step}: {name} loss is {loss.item()}, step skipped (--skip-nonfinite)")
+            self._log(f"step {self.step}: {what}, step skipped (--skip-nonfinite)")
             return False
-        raise NonFiniteLossError(f"step {self.step}: {name} loss is {loss.item()}; stopping "
+        raise NonFiniteLossError(f"step {self.step}: {what}; stopping "
                                  f"(last good checkpoint kept in {self.ckpt_dir}; --skip-nonfinite skips such steps)")
 
     def _penalty_ok(self, value: torch.Tensor, name: str, net: str = "D") -> bool:
         """A gradient penalty computed through the fp16 loss scale can overflow: like
         GradScaler with an inf gradient, skip this D (or G) step and lower that net's scale.
         Otherwise a non-finite penalty is a non-finite loss (stop, or skip under
-        --skip-nonfinite)."""
-        if bool(torch.isfinite(value)):
+        --skip-nonfinite). Decided over all processes (:meth:`_all_finite`): the loss scales
+        stay equal and no rank leaves the step while the others enter its all-reduces."""
+        if self._all_finite(value):
             return True
         scaler = self.scaler_d if net == "D" else self.scaler_g
         if scaler.is_enabled():
@@ -383,7 +396,7 @@ class Trainer:
             self._log(f"step {self.step}: fp16 overflow in the {name} at loss scale {scale:g}; "
                       f"{net} step skipped, scale lowered to {float(scaler.get_scale()):g}")
             return False
-        return self._check(value, name)
+        return self._check(value, name, finite=False)
 
     def _opt_step(self, module, opt, scaler) -> None:
         average_gradients(module, self.info)
@@ -646,6 +659,7 @@ class Trainer:
                 self._log(f"done: {self.step} steps; samples in {self.out / 'samples'}, loss curve {curve}, "
                           f"checkpoint {last_ckpt}")
         finally:
+            batches.close()  # the run's DataLoader and its worker processes end here, also on an error
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             self._close_outputs()
