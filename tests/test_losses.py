@@ -369,6 +369,15 @@ def test_path_length_mean_update_and_state():
         losses.PathLengthPenalty(2.0, 0.0)
 
 
+def _assert_grads_close(grads, other, rtol, atol):
+    """Parameter gradients alike: None in the same places, close elsewhere."""
+    for a, b in zip(grads, other):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
 def test_path_length_same_in_both_layer_kits_float64():
     from fastgan import use_layers
 
@@ -378,16 +387,12 @@ def test_path_length_same_in_both_layer_kits_float64():
     with use_layers("stock"):
         pen_s, grads_s, _ = _pl_run(G, lambda: _pl_inputs(G)[0], noise)
     torch.testing.assert_close(pen, pen_s, rtol=1e-10, atol=1e-12)
-    for a, b in zip(grads, grads_s):
-        if a is None or b is None:
-            assert a is None and b is None
-            continue
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+    _assert_grads_close(grads, grads_s, rtol=1e-8, atol=1e-11)
 
 
 def test_path_length_with_activation_checkpointing_float64():
-    """G(checkpoint=True): the non-reentrant checkpoint's double backward gives the same
-    penalty and gradients (the recomputation restores the RNG: the same per-pixel noise)."""
+    """G(checkpoint=True): the same penalty and gradients (the penalty runs G without
+    checkpointing, see fastgan.nn.no_activation_checkpointing)."""
     G = _tiny_g()
     Gc = _tiny_g(checkpoint=True)
     Gc.load_state_dict(G.state_dict())
@@ -395,11 +400,7 @@ def test_path_length_with_activation_checkpointing_float64():
     pen, grads, _ = _pl_run(G, lambda: _pl_inputs(G)[0], noise)
     pen_c, grads_c, _ = _pl_run(Gc, lambda: _pl_inputs(Gc)[0], noise)
     torch.testing.assert_close(pen, pen_c, rtol=1e-12, atol=1e-14)
-    for a, b in zip(grads, grads_c):
-        if a is None or b is None:
-            assert a is None and b is None
-            continue
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+    _assert_grads_close(grads, grads_c, rtol=1e-10, atol=1e-13)
 
 
 def test_path_length_bf16_autocast_and_fp16_scaler():
