@@ -197,7 +197,7 @@ def test_up_factors_padding_flips(up, padding, flip):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_down(act, dtype, cl, bias):
+def test_down(down_path, act, dtype, cl, bias):
     x = rand(2, 6, 9, 10, dtype=dtype, cl=cl)
     w = (rand(4, 6, 3, 3, seed=1) * 0.3).to(dtype)
     b = rand(4, seed=2, dtype=dtype) if bias else None
@@ -231,7 +231,7 @@ def test_gradcheck_up(act, clamp, cl):
 
 
 @pytest.mark.parametrize("act", ["lrelu", "tanh", "softplus"])
-def test_gradcheck_down(act):
+def test_gradcheck_down(down_path, act):
     x = rand(1, 2, 6, 5).requires_grad_()
     w = (rand(3, 2, 3, 3, seed=1) * 0.5).requires_grad_()
     b = rand(3, seed=2).requires_grad_()
@@ -554,3 +554,91 @@ def test_fir_op_out_format(dtype, x_cl, out, act, clamp, f, pad):
             torch.library.opcheck(torch.ops.fastgan.fir_bias_act_grad.default, (gyl, s, gz) + gargs)
     with pytest.raises(ValueError, match="out_format"):
         torch.ops.fastgan.fir_bias_act(*args, torch.preserve_format)
+
+
+# ------------------------------ downsample_conv2d: saved memory and R1 -----------------
+
+
+@pytest.fixture(params=["composed", "lean"])
+def down_path(request, monkeypatch):
+    """downsample_conv2d's two paths: composed ops (small maps) and its lean autograd function."""
+    if request.param == "lean":
+        uc = importlib.import_module("fastgan.ops.upsample_conv2d")
+        monkeypatch.setattr(uc, "_LEAN_MIN_PIXELS", 0)
+    return request.param
+
+
+@pytest.fixture
+def lean_down_everywhere(monkeypatch):
+    """downsample_conv2d's lean autograd function (on maps of 128x128 pixels or more by
+    default) for every size, so small float64 cases cover it."""
+    uc = importlib.import_module("fastgan.ops.upsample_conv2d")
+    monkeypatch.setattr(uc, "_LEAN_MIN_PIXELS", 0)
+    return uc
+
+
+@pytest.mark.parametrize("side,lean", [(128, True), (64, False)])
+def test_down_lean_from_128_pixels(side, lean):
+    x = torch.randn(1, 2, side, side, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    y = downsample_conv2d(x, w, None, act="lrelu")
+    names, todo = set(), [y.grad_fn]
+    while todo:
+        fn = todo.pop()
+        names.add(type(fn).__name__)
+        todo += [f for f, _ in fn.next_functions if f is not None]
+    assert ("_FirDownConvBackward" in names) is lean, names
+
+
+def test_down_saves_input_not_filtered_copy(lean_down_everywhere):
+    """downsample_conv2d keeps x (which the layer before keeps anyway), the weight and the
+    activation's output: not the filtered, padded copy of x the strided convolution reads."""
+    x = torch.randn(2, 8, 32, 32, requires_grad=True)
+    w = torch.randn(16, 8, 3, 3, requires_grad=True)
+    b = torch.randn(16, requires_grad=True)
+    y, storages = saved_storages(lambda: downsample_conv2d(x, w, b))
+    keep = {x.untyped_storage().data_ptr(), w.untyped_storage().data_ptr()}
+    extra = sum(n for (ptr, _), n in storages.items() if ptr not in keep)
+    assert extra <= y.numel() * y.element_size(), (extra, storages)
+    yr = downsample_conv2d_ref(x, w, b)
+    torch.testing.assert_close(y, yr, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("act,clamp", [("lrelu", None), ("lrelu", 0.9), ("softplus", None)])
+@pytest.mark.parametrize("skip_weights", [False, True])
+@pytest.mark.parametrize("cl", [False, True])
+def test_down_second_order_vs_reference(lean_down_everywhere, act, clamp, skip_weights, cl):
+    """R1 through the block: the input gradient with create_graph (inside
+    no_weight_gradients as the losses take it, or not), its square's gradient w.r.t. x, w
+    and b, against the unfused composition."""
+    from fastgan.ops.conv2d_gradfix import no_weight_gradients
+
+    x0, w0, b0 = rand(2, 4, 9, 10, cl=cl), rand(3, 4, 3, 3, seed=1) * 0.4, rand(3, seed=2)
+    res = []
+    for fn in (downsample_conv2d, downsample_conv2d_ref):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        y = fn(x, w, b, act=act, clamp=clamp)
+        with no_weight_gradients(skip_weights):
+            (gx,) = torch.autograd.grad((y * rand(*y.shape, seed=5)).sum(), x, create_graph=True)
+        pen = gx.square().sum() + (y * rand(*y.shape, seed=6)).sum()
+        gs = torch.autograd.grad(pen, (x, w, b), allow_unused=True)
+        res.append([torch.zeros_like(t) if g is None else g for g, t in zip(gs, (x, w, b))])
+    for a, r in zip(*res):
+        close(a, r, torch.float64)
+
+
+def test_down_bf16_autocast(lean_down_everywhere):
+    """Under CPU autocast the block convolves in bfloat16 like F.conv2d would, and its
+    gradients reach the float32 parameters in float32."""
+    x0, w0, b0 = rand(2, 4, 12, 12).float(), (rand(6, 4, 3, 3, seed=1) * 0.4).float(), rand(6, seed=2).float()
+    res = []
+    for fn in (downsample_conv2d, downsample_conv2d_ref):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = fn(x, w, b)
+        assert y.dtype == torch.bfloat16
+        y.float().square().sum().backward()
+        assert w.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+        res.append((y, x.grad, w.grad, b.grad))
+    for a, r in zip(*res):
+        close(a, r, torch.bfloat16, scale=4)

@@ -22,10 +22,19 @@ padding arithmetic of that contract), followed by the ``bias_act`` contract.
   its input and weight as usual; the upsampled intermediate is never saved.
 
 ``downsample_conv2d`` (discriminator) is FIR filter, strided convolution, bias_act. The FIR
-filter runs as ``fir_bias_act`` with a linear activation and no bias (one pass, saves
-nothing); the convolution in ATen; bias + activation after it are fused by ``bias_act``.
-Fusing the filter into the convolution's input would mean writing our own convolution,
-which does not pay against oneDNN / cuDNN, so that part is composed.
+filter runs as ``fir_bias_act`` with a linear activation and no bias (one pass); the
+convolution in ATen; bias + activation after it are fused by ``bias_act``. Fusing the
+filter into the convolution's input would mean writing our own convolution, which does not
+pay against oneDNN / cuDNN, so that part is composed -- but its memory is not: on maps of
+128x128 pixels or more (smaller ones would feel the Python function's per-call cost, and
+save little), the filter + convolution pair is one autograd function (``_FirDownConv``)
+that saves x and the weight,
+not the filtered copy of x (the layer before keeps x anyway). Its backward runs the
+convolution's input gradient as a transposed convolution of the output gradient and the
+filter's adjoint (``fir_bias_act_grad``); only the weight gradient filters x again. Inside
+``no_weight_gradients`` (a penalty's first backward, as R1's) the weight gradient is
+skipped, so the penalty's graph does not keep the filtered copy either. Double backward
+works: the backward is made of differentiable ops.
 
 The filter gradient is not computed (filters are constants, as in StyleGAN2-ADA).
 """
@@ -47,6 +56,8 @@ from ._fir import (
     transposed_conv_padding,
 )
 from .bias_act import ACTIVATIONS, _check_args
+from .conv2d_gradfix import _LAYER_MIN_PIXELS as _LEAN_MIN_PIXELS  # below: composed, no per-call cost
+from .conv2d_gradfix import weight_gradients_disabled
 from .fir_bias_act import _HAS_OP, _fir_bias_act
 
 __all__ = [
@@ -235,9 +246,55 @@ def downsample_conv2d(
         raise ValueError(f"{op}: padding {padding} leaves an empty output")
     # In x's layout: a channels_last variant (filter writing channels_last, strided
     # convolution and its backward in channels_last) measured no gain on CPU, so it was dropped.
-    t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
-    t = F.conv2d(t, w, stride=down)
+    if (x.shape[2] * x.shape[3] >= _LEAN_MIN_PIXELS and _backend.use_kernel(x) and _HAS_OP
+            and torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
+        dev = x.device.type
+        if torch.is_autocast_enabled(dev):
+            # autocast's cast done here (differentiable, back to float32 parameters) and
+            # autocast off inside, so forward and backward agree on dtypes
+            dt = torch.get_autocast_dtype(dev)
+            with torch.autocast(dev, enabled=False):
+                t = _FirDownConv.apply(x.to(dt), w.to(dt), fir, fpad, down)
+        else:
+            t = _FirDownConv.apply(x, w, fir, fpad, down)
+    else:
+        t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
+        t = F.conv2d(t, w, stride=down)
     return bias_act(t, _bias_like(bias, t), 1, act, alpha, gain, clamp_arg)
+
+
+class _FirDownConv(torch.autograd.Function):
+    """``conv2d(FIR(x), w, stride=down)`` saving (x, w): the filtered copy of x is made again
+    in backward for the weight gradient only. See the module docs."""
+
+    @staticmethod
+    def forward(ctx, x, w, fir, fpad, down):
+        t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
+        ctx.conf = (fir, fpad, down, t.shape[2], t.shape[3])
+        ctx.save_for_backward(x, w)
+        ctx.set_materialize_grads(False)
+        return F.conv2d(t, w, stride=down)
+
+    @staticmethod
+    def backward(ctx, gy):
+        if gy is None:
+            return None, None, None, None, None
+        x, w = ctx.saved_tensors
+        fir, fpad, down, th, tw = ctx.conf
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            # the convolution's input gradient (size th x tw), then the filter's adjoint
+            opad = [th - ((gy.shape[2] - 1) * down + w.shape[2]), tw - ((gy.shape[3] - 1) * down + w.shape[3])]
+            gt = F.conv_transpose2d(gy, w, stride=down, output_padding=opad)
+            gx, _ = torch.ops.fastgan.fir_bias_act_grad(
+                gt, gt.new_empty((0,), dtype=torch.uint8), None, fir.taps, fir.fh, fir.fw,
+                fir.separable, fpad, x.shape[2], x.shape[3], "linear", 0.0, 1.0, -1.0, False)
+        if ctx.needs_input_grad[1] and not weight_gradients_disabled():
+            t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
+            gw = torch.ops.aten.convolution_backward(
+                gy, t, w, None, [down, down], [0, 0], [1, 1], False, [0, 0], 1,
+                [False, True, False])[1]
+        return gx, gw, None, None, None
 
 
 def downsample_conv2d_ref(x, weight, bias=None, f=(1, 3, 3, 1), down=2, act="lrelu",
