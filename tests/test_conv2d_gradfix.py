@@ -16,17 +16,23 @@ from fastgan.ops import conv2d, conv_transpose2d, linear, no_weight_gradients, w
 
 
 class CountBackward(TorchDispatchMode):
-    """Records the output_mask of every aten.convolution_backward and counts aten.mm."""
+    """Records the output_mask of every aten.convolution_backward and the transposed flag of
+    every aten.convolution, and counts aten.mm."""
 
     def __init__(self):
         super().__init__()
         self.conv_masks = []
+        self.convs = []
+        self.conv_weights = []
         self.mm = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.ops.aten.convolution_backward.default:
             self.conv_masks.append(tuple(args[10]))
+        if func is torch.ops.aten.convolution.default:
+            self.convs.append(bool(args[6]))
+            self.conv_weights.append(tuple(args[1].shape))
         if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
             self.mm += 1
         return func(*args, **kwargs)
@@ -76,16 +82,20 @@ def test_double_backward_matches_stock_and_skips_weight_grad(name):
     x, w, b = _conv_case(transposed=transposed)
     ref_pen, ref_grads = _r1_like(stock, x, w, b, torch.enable_grad())
     for skip in (False, True):
-        mode = CountBackward()
-        with mode:
-            pen, grads = _r1_like(ours, x, w, b, no_weight_gradients(skip))
+        pen, grads = _r1_like(ours, x, w, b, no_weight_gradients(skip))
         torch.testing.assert_close(pen, ref_pen)
         torch.testing.assert_close(grads[0], ref_grads[0])
         # The bias does not influence grad_x through a linear layer... but through tanh it does.
         torch.testing.assert_close(grads[1], ref_grads[1])
-        first = mode.conv_masks[0]  # the first backward's call
-        assert first[0] is True
-        assert first[1] is (not skip) and first[2] is (not skip)
+        # the first backward alone: the input gradient is the adjoint convolution (transposed
+        # for a convolution, plain for a transposed one), never convolution_backward's input
+        # part (whose own derivative is the memory-hungry one); weights only when not skipped
+        y = torch.tanh(ours(x, w, b)).sum()
+        mode = CountBackward()
+        with mode, no_weight_gradients(skip):
+            torch.autograd.grad(y, x, create_graph=True)
+        assert mode.convs == [not transposed]
+        assert mode.conv_masks == ([] if skip else [(False, True, True)])
 
 
 def test_context_counts_in_a_deep_stack():
@@ -104,7 +114,7 @@ def test_context_counts_in_a_deep_stack():
             out = net(x)
             with no_weight_gradients(skip):
                 (gx,) = torch.autograd.grad(out, x, create_graph=True)
-        assert len(mode.conv_masks) == 4
+        assert mode.convs.count(True) == 4  # the input gradients (the first layer's too: x wants one)
         assert sum(m[1] for m in mode.conv_masks) == want
         # the weight gradients of the penalty still arrive in the second backward
         grads = torch.autograd.grad(gx.square().sum(), ws)
@@ -265,3 +275,34 @@ def test_module_errors():
         EqualLinear(3, 4, lr_multiplier=0)
     with pytest.raises(ValueError, match="activation"):
         EqualLinear(3, 4, activation="nope")
+
+
+@pytest.mark.parametrize("down", [1, 2])
+def test_layers_keep_the_penalty_double_backward_lean_on_large_maps(down):
+    """EqualConv2d (and conv2d_resample's 1x1 down path in it) on maps of 128x128 pixels or
+    more take conv2d()'s function: in R1's second backward no convolution has the gradient
+    map as its kernel (what convolution_backward's own derivative runs, gigabytes on CPU at
+    1024 px); smaller maps keep F.conv2d. Second-order gradients as the stock layer's."""
+    from fastgan import use_layers
+
+    for side, lean in ((128 * down, True), (64 * down, False)):
+        torch.manual_seed(0)
+        k = 1 if down > 1 else 3
+        layer = EqualConv2d(3, 4, k, padding=k // 2, act="linear" if down > 1 else "lrelu",
+                            bias=down == 1, down=down).double()
+        x0 = torch.randn(1, 3, side, side, dtype=torch.float64)
+        res = []
+        for kit in ("fastgan", "stock"):
+            x = x0.clone().requires_grad_()
+            with use_layers(kit):
+                y = layer(x)
+                with no_weight_gradients():
+                    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+                mode = CountBackward()
+                with mode:
+                    res.append(torch.autograd.grad(gx.square().sum(), list(layer.parameters())))
+            if kit == "fastgan":
+                kernel_sized = [w for w in mode.conv_weights if w[-1] > k]
+                assert (kernel_sized == []) is lean, (side, mode.conv_weights)
+        for a, b in zip(*res):
+            torch.testing.assert_close(a, b)

@@ -30,6 +30,7 @@ from torch import nn
 
 from .._backend import stock_layers
 from ..ops.bias_act import ACTIVATIONS, bias_act
+from ..ops.conv2d_gradfix import layer_conv2d
 from ..ops.conv2d_resample import conv2d_resample
 from ..ops.upfirdn2d import setup_filter
 from ..ops.upsample_conv2d import downsample_conv2d, upsample_conv2d
@@ -143,9 +144,9 @@ class EqualConv2d(nn.Module, _ActTail):
         if self.up > 1 or self.down > 1:  # 1x1: conv2d_resample convolves at the lower resolution
             y = conv2d_resample(x, w, self.fir_taps.float(), up=self.up, down=self.down, padding=self.padding)
         elif self.act == "linear" and gain in (None, 1.0) and clamp is None:
-            return F.conv2d(x, w, b, self.stride, self.padding)  # the bias in the convolution's call
+            return layer_conv2d(x, w, b, self.stride, self.padding)  # the bias in the convolution's call
         else:
-            y = F.conv2d(x, w, None, self.stride, self.padding)
+            y = layer_conv2d(x, w, None, self.stride, self.padding)
         if b is None and self.act == "linear" and gain in (None, 1.0) and clamp is None:
             return y
         if b is not None and b.dtype != y.dtype:

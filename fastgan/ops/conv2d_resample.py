@@ -19,7 +19,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .. import _backend
 from ._fir import down_padding, filter_size, parse_padding, transposed_conv_padding, up_padding
+from .conv2d_gradfix import layer_conv2d
 from .upfirdn2d import upfirdn2d
 
 __all__ = ["conv2d_resample"]
@@ -31,6 +33,8 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
         w = w.flip([2, 3])
     if transpose:
         return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    if _backend.use_kernel(x):  # fastgan's kernels run: the lean double backward, see layer_conv2d
+        return layer_conv2d(x, w, stride=stride, padding=padding, groups=groups)
     return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
 
 
