@@ -56,17 +56,36 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "no
 
     minimax and nonsaturating share D's loss, ``softplus(-D(x)) + softplus(D(G(z)))``;
     hinge: ``relu(1 - D(x)) + relu(1 + D(G(z)))``; wasserstein: ``D(G(z)) - D(x)``;
-    lsgan: ``(D(x) - 1)^2 / 2 + D(G(z))^2 / 2``.
+    lsgan: ``(D(x) - 1)^2 / 2 + D(G(z))^2 / 2``. Always ``d_loss_real(real_logits) +
+    d_loss_fake(fake_logits)``: the halves can be backpropagated one after the other.
     """
+    return d_loss_real(real_logits, kind) + d_loss_fake(fake_logits, kind)
+
+
+def d_loss_real(real_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+    """The reals' half of :func:`d_loss` (a batch mean)."""
     _check_kind(kind)
-    real, fake = _acc(real_logits), _acc(fake_logits)
+    real = _acc(real_logits)
     if kind in ("minimax", "nonsaturating"):
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
+        return F.softplus(-real).mean()
     if kind == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        return F.relu(1 - real).mean()
     if kind == "wasserstein":
-        return fake.mean() - real.mean()
-    return 0.5 * ((real - 1).square().mean() + fake.square().mean())
+        return -real.mean()
+    return 0.5 * (real - 1).square().mean()
+
+
+def d_loss_fake(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+    """The fakes' half of :func:`d_loss` (a batch mean)."""
+    _check_kind(kind)
+    fake = _acc(fake_logits)
+    if kind in ("minimax", "nonsaturating"):
+        return F.softplus(fake).mean()
+    if kind == "hinge":
+        return F.relu(1 + fake).mean()
+    if kind == "wasserstein":
+        return fake.mean()
+    return 0.5 * fake.square().mean()
 
 
 def g_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
@@ -182,7 +201,7 @@ def _interpolate(real, fake, eps):
 def d_loss_with_r1(
     D: Callable,
     real: torch.Tensor,
-    fake_logits: torch.Tensor,
+    fake_logits: Optional[torch.Tensor],
     gamma: float,
     kind: str = "nonsaturating",
     d_args: tuple = (),
@@ -193,10 +212,13 @@ def d_loss_with_r1(
     """D's adversarial loss and the R1 penalty from ONE forward pass on the real images.
 
     Returns ``(d_loss(D(real), fake_logits, kind), r1)``; backpropagate their sum (with
-    lazy regularization, ``loss + r1 * interval`` on the steps where R1 is due)."""
+    lazy regularization, ``loss + r1 * interval`` on the steps where R1 is due). With
+    ``fake_logits=None`` the loss is the reals' half, ``d_loss_real(D(real), kind)`` (the
+    fakes' half backpropagated before, as the trainer does)."""
     _check_kind(kind)
     grad, real_logits = _input_grads_and_out(D, real, d_args, d_kwargs, scaler)
-    return d_loss(real_logits, fake_logits, kind), 0.5 * gamma * grad_penalty(grad, 0.0, "mean")
+    loss = d_loss_real(real_logits, kind) if fake_logits is None else d_loss(real_logits, fake_logits, kind)
+    return loss, 0.5 * gamma * grad_penalty(grad, 0.0, "mean")
 
 
 # -- naive definitions (test references) ----------------------------------------------

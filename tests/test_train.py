@@ -499,3 +499,54 @@ def test_path_length_batch_per_process_must_not_be_empty(data, tmp_path):
     with pytest.raises(ValueError, match="pl_batch_shrink"):
         Trainer._split_batch(SimpleNamespace(cfg=cfg, info=SimpleNamespace(world=8)))
     assert Trainer._split_batch(SimpleNamespace(cfg=cfg, info=SimpleNamespace(world=4))) == (2, 1)
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "hinge", "wasserstein", "lsgan"])
+def test_d_step_backpropagates_the_fakes_first_with_the_gradients_of_the_sum(data, tmp_path, monkeypatch, loss):
+    """D's step backpropagates the fakes' half of its loss before D sees the reals (the
+    fakes' graph is gone by then), with the gradients of one backward of the whole loss
+    plus lazy R1, and the whole loss reported."""
+    import weakref
+
+    from fastgan import losses
+
+    cfg = tiny_config("stylegan2-256", data, tmp_path / "r", steps=1, r1_every=2, loss=loss)
+    t = Trainer(cfg)
+    t.step = 0  # R1 due
+    grads = {}
+    monkeypatch.setattr(t, "_opt_step", lambda m, o, s: grads.update(
+        {n: p.grad.clone() for n, p in m.named_parameters()}))
+    # every tensor D's graphs save, by the D call that saved it
+    saved, calls = [], []
+    forward = t.D_fwd
+
+    def tracked(x, *a):
+        calls.append([w for w in saved if w() is not None])  # what earlier calls' graphs still keep
+
+        class Box:
+            def __init__(self, v):
+                self.v = v
+        def pack(v):
+            b = Box(v)
+            saved.append(weakref.ref(b))
+            return b
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda b: b.v):
+            return forward(x, *a)
+
+    t.D_fwd = tracked
+    real = torch.rand(cfg.batch_size, cfg.img_channels, cfg.resolution, cfg.resolution) * 2 - 1
+    torch.manual_seed(5)
+    out = t._d_step(real, None)
+    assert len(calls) == 2 and calls[1] == []  # the reals' forward: the fakes' graph already freed
+    # reference: one backward of the whole loss
+    t.D_fwd = forward
+    t.D.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    lat = t._latents(cfg.batch_size)
+    with torch.no_grad():
+        fake = t._fake(lat, ())
+    loss_d, r1 = losses.d_loss_with_r1(forward, real, forward(fake), cfg.r1_gamma, loss)
+    (loss_d + r1 * cfg.r1_every).backward()
+    torch.testing.assert_close(out["loss_d"], loss_d.detach())
+    for n, p in t.D.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-6, msg=n)

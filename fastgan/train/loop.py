@@ -466,22 +466,31 @@ class Trainer:
             d_args = (labels[sl],) if self.conditional else ()
             with torch.no_grad(), self._autocast():
                 fake = self._fake({key: v[sl] for key, v in lat.items()}, d_args)
+            # The fakes' half of D's loss is backpropagated first, on its own (StyleGAN2-ADA's
+            # Dgen phase): its graph is freed before D's forward on the reals (and R1's
+            # double-backward graph) is built. The same gradients as one backward of the sum;
+            # the peak memory of the step drops by D's activations for one batch.
+            # (A non-finite loss is caught below, with the reals' half: one check, and the
+            # gradients of a skipped step are never applied.)
+            with self._autocast():
+                loss_fake = losses.d_loss_fake(self.D_fwd(fake, *d_args), cfg.loss)
+            self.scaler_d.scale(loss_fake / k if k > 1 else loss_fake).backward()
             r1 = None
             with self._autocast():
-                fake_logits = self.D_fwd(fake, *d_args)
                 if r1_due:
                     # the adversarial loss on reals and R1 share one forward pass of D
-                    loss, r1 = losses.d_loss_with_r1(self.D_fwd, x, fake_logits, cfg.r1_gamma, cfg.loss,
+                    loss, r1 = losses.d_loss_with_r1(self.D_fwd, x, None, cfg.r1_gamma, cfg.loss,
                                                      d_args=d_args, scaler=scaler)
                 else:
-                    loss = losses.d_loss(self.D_fwd(x, *d_args), fake_logits, cfg.loss)
+                    loss = losses.d_loss_real(self.D_fwd(x, *d_args), cfg.loss)
                 gp = None
                 if cfg.gp_weight > 0:
                     gp = losses.wgan_gp_penalty(self.D_fwd, x, fake.to(x.dtype), cfg.gp_weight, d_args=d_args,
                                                 scaler=scaler)
-            if not self._check(loss, "D"):
+            loss_d = loss + loss_fake.detach()
+            if not self._check(loss_d, "D"):
                 return {}
-            parts = {"loss_d": loss}
+            parts = {"loss_d": loss_d}
             if gp is not None:
                 if not self._penalty_ok(gp, "gradient penalty"):
                     return {}
