@@ -103,15 +103,19 @@ class _Convolution(torch.autograd.Function):
         ]
         if not any(mask):
             return (None,) * 9
-        gi = gw = gb = None
-        if mask[0]:
-            gi = _input_gradient(grad_out, input, weight, stride, padding, dilation, transposed,
+        gi = None
+        if mask[0] and torch.is_grad_enabled():
+            # the backward is being recorded (create_graph): a second backward will follow
+            gi = _input_gradient(grad_out, input.shape, weight, stride, padding, dilation, transposed,
                                  output_padding, groups)
-        if mask[1] or mask[2]:
-            _, gw, gb = torch.ops.aten.convolution_backward(
+            mask = [False, mask[1], mask[2]]
+        if any(mask):
+            gi2, gw, gb = torch.ops.aten.convolution_backward(
                 grad_out, input, weight, ctx.bias_sizes, stride, padding, dilation,
-                transposed, output_padding, groups, [False, mask[1], mask[2]],
+                transposed, output_padding, groups, mask,
             )
+            gi = gi2 if mask[0] else gi
+        mask = [gi is not None, mask[1], mask[2]]
         return (
             gi if mask[0] else None,
             gw if mask[1] else None,
@@ -120,7 +124,7 @@ class _Convolution(torch.autograd.Function):
         )
 
 
-def _input_gradient(grad_out, input, weight, stride, padding, dilation, transposed, output_padding, groups):
+def _input_gradient(grad_out, input_shape, weight, stride, padding, dilation, transposed, output_padding, groups):
     """The input gradient of a convolution as the adjoint convolution itself (a transposed
     convolution of grad_out for a convolution, a convolution for a transposed one) rather
     than ``convolution_backward``'s input part. Same values; the difference is in the double
@@ -132,7 +136,7 @@ def _input_gradient(grad_out, input, weight, stride, padding, dilation, transpos
     if transposed:
         return torch.ops.aten.convolution(grad_out, weight, None, stride, padding, dilation, False,
                                           [0] * len(stride), groups)
-    opad = [int(input.shape[2 + i]) - ((int(grad_out.shape[2 + i]) - 1) * stride[i] - 2 * padding[i]
+    opad = [int(input_shape[2 + i]) - ((int(grad_out.shape[2 + i]) - 1) * stride[i] - 2 * padding[i]
                                        + dilation[i] * (int(weight.shape[2 + i]) - 1) + 1)
             for i in range(len(stride))]
     return torch.ops.aten.convolution(grad_out, weight, None, stride, padding, dilation, True, opad, groups)
@@ -154,17 +158,18 @@ def _use_function(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _apply(fn, input, weight, bias, *args):
-    """Runs fn.apply with autocast's cast done outside (differentiable casts back to the
-    float32 parameters) and autocast off inside, so forward and backward agree on dtypes."""
+def _apply(fn, input, *args):
+    """Runs fn.apply with autocast's cast of its tensor arguments done outside
+    (differentiable casts back to the float32 parameters) and autocast off inside, so
+    forward and backward agree on dtypes."""
     dev = input.device.type
     if torch.is_autocast_enabled(dev):
         dt = torch.get_autocast_dtype(dev)
-        input, weight = input.to(dt), weight.to(dt)
-        bias = None if bias is None else bias.to(dt)
+        input = input.to(dt)
+        args = tuple(a.to(dt) if isinstance(a, torch.Tensor) else a for a in args)
         with torch.autocast(dev, enabled=False):
-            return fn.apply(input, weight, bias, *args)
-    return fn.apply(input, weight, bias, *args)
+            return fn.apply(input, *args)
+    return fn.apply(input, *args)
 
 
 def conv2d(

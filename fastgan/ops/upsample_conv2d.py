@@ -57,7 +57,7 @@ from ._fir import (
 )
 from .bias_act import ACTIVATIONS, _check_args
 from .conv2d_gradfix import _LAYER_MIN_PIXELS as _LEAN_MIN_PIXELS  # below: composed, no per-call cost
-from .conv2d_gradfix import weight_gradients_disabled
+from .conv2d_gradfix import _apply, _input_gradient, weight_gradients_disabled
 from .fir_bias_act import _HAS_OP, _fir_bias_act
 
 __all__ = [
@@ -248,15 +248,7 @@ def downsample_conv2d(
     # convolution and its backward in channels_last) measured no gain on CPU, so it was dropped.
     if (x.shape[2] * x.shape[3] >= _LEAN_MIN_PIXELS and _backend.use_kernel(x) and _HAS_OP
             and torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
-        dev = x.device.type
-        if torch.is_autocast_enabled(dev):
-            # autocast's cast done here (differentiable, back to float32 parameters) and
-            # autocast off inside, so forward and backward agree on dtypes
-            dt = torch.get_autocast_dtype(dev)
-            with torch.autocast(dev, enabled=False):
-                t = _FirDownConv.apply(x.to(dt), w.to(dt), fir, fpad, down)
-        else:
-            t = _FirDownConv.apply(x, w, fir, fpad, down)
+        t = _apply(_FirDownConv, x, w, fir, fpad, down)  # autocast's cast outside, off inside
     else:
         t = _fir_bias_act(x, None, fir, fpad, "linear", 0.0, 1.0, -1.0)
         t = F.conv2d(t, w, stride=down)
@@ -284,8 +276,7 @@ class _FirDownConv(torch.autograd.Function):
         gx = gw = None
         if ctx.needs_input_grad[0]:
             # the convolution's input gradient (size th x tw), then the filter's adjoint
-            opad = [th - ((gy.shape[2] - 1) * down + w.shape[2]), tw - ((gy.shape[3] - 1) * down + w.shape[3])]
-            gt = F.conv_transpose2d(gy, w, stride=down, output_padding=opad)
+            gt = _input_gradient(gy, (0, 0, th, tw), w, [down, down], [0, 0], [1, 1], False, [0, 0], 1)
             gx, _ = torch.ops.fastgan.fir_bias_act_grad(
                 gt, gt.new_empty((0,), dtype=torch.uint8), None, fir.taps, fir.fh, fir.fw,
                 fir.separable, fpad, x.shape[2], x.shape[3], "linear", 0.0, 1.0, -1.0, False)
