@@ -306,3 +306,112 @@ def test_layers_keep_the_penalty_double_backward_lean_on_large_maps(down):
                 assert (kernel_sized == []) is lean, (side, mode.conv_weights)
         for a, b in zip(*res):
             torch.testing.assert_close(a, b)
+
+
+# --- scaled_input_conv2d: a modulated convolution's x * style, not saved -----------------
+
+import sys  # noqa: E402
+
+from fastgan.ops.conv2d_gradfix import scaled_input_conv2d  # noqa: E402
+
+_gf = sys.modules["fastgan.ops.conv2d_gradfix"]
+
+
+@pytest.fixture(params=["composed", "lean"])
+def scaled_path(request, monkeypatch):
+    """Both paths of scaled_input_conv2d: the composed form (small inputs) and the autograd
+    function that does not save the product (forced on every size)."""
+    if request.param == "lean":
+        monkeypatch.setattr(_gf, "_SCALED_MIN_NUMEL", 0)
+    return request.param
+
+
+def _scaled_case(transposed, cl, dtype=torch.float64):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 6, 5, generator=g, dtype=dtype)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    s = torch.rand(3, 4, generator=g, dtype=dtype) + 0.5
+    w = torch.randn((4, 5, 3, 3) if transposed else (5, 4, 3, 3), generator=g, dtype=dtype)
+    return x.requires_grad_(), s.requires_grad_(), w.requires_grad_()
+
+
+def _scaled_stock(x, s, w, transposed):
+    xs = x * s[:, :, None, None]
+    if transposed:
+        return F.conv_transpose2d(xs, w, None, 2, 1, 1)
+    return F.conv2d(xs, w, None, 1, 1)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("cl", [False, True])
+def test_scaled_input_conv_first_and_second_order_match_stock(scaled_path, transposed, cl):
+    """Values, the three gradients and gradients of gradients (a path-length penalty
+    differentiates G's input-gradient chain) against x * s then the stock convolution."""
+    kw = dict(stride=2, padding=1, transposed=True, output_padding=1) if transposed else dict(padding=1)
+    outs = []
+    for fn in (lambda x, s, w: scaled_input_conv2d(x, s, w, **kw), lambda x, s, w: _scaled_stock(x, s, w, transposed)):
+        x, s, w = _scaled_case(transposed, cl)
+        y = fn(x, s, w)
+        gy = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
+        g = torch.autograd.grad((y * gy).sum(), (x, s, w), create_graph=True)
+        gg = torch.autograd.grad(sum(t.square().sum() for t in g), (x, s, w))
+        outs.append((y,) + g + gg)
+    for u, v in zip(*outs):
+        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10)
+    x, s, w = _scaled_case(transposed, cl)
+    assert gradcheck(lambda x, s, w: scaled_input_conv2d(x, s, w, **kw), (x, s, w))
+    assert gradgradcheck(lambda x, s, w: scaled_input_conv2d(x, s, w, **kw), (x, s, w))
+
+
+def test_scaled_input_conv_does_not_save_the_product(monkeypatch):
+    """Above the size threshold the product x * s is not among the tensors saved for
+    backward: x, s and w are (and below it, the composed form saves the product too)."""
+    from fastgan.benchmark.runner import saved_storages
+
+    x = torch.randn(4, 64, 64, 64, requires_grad=True)  # 2**20 elements: the lean path
+    s, w = torch.rand(4, 64, requires_grad=True), torch.randn(64, 64, 3, 3, requires_grad=True)
+    _, lean = saved_storages(lambda: scaled_input_conv2d(x, s, w, padding=1))
+    ptrs = {t.untyped_storage().data_ptr() for t in (x, s, w)}
+    assert {p for p, _ in lean} == ptrs
+    monkeypatch.setattr(_gf, "_SCALED_MIN_NUMEL", 1 << 30)
+    _, composed = saved_storages(lambda: scaled_input_conv2d(x, s, w, padding=1))
+    extra = sum(n for (p, _), n in composed.items() if p not in ptrs)
+    assert extra == x.numel() * 4  # the product
+
+
+def test_scaled_input_conv_skips_weight_gradient_in_context(monkeypatch):
+    monkeypatch.setattr(_gf, "_SCALED_MIN_NUMEL", 0)
+    x, s, w = _scaled_case(False, False)
+    y = scaled_input_conv2d(x, s, w, padding=1)
+    with no_weight_gradients(), CountBackward() as c:
+        gx, = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    assert c.conv_masks == [(True, False, False)]
+    ref, = torch.autograd.grad(_scaled_stock(x, s, w, False).square().sum(), x)
+    torch.testing.assert_close(gx, ref)
+
+
+def test_scaled_input_conv_bf16_autocast(monkeypatch):
+    monkeypatch.setattr(_gf, "_SCALED_MIN_NUMEL", 0)
+    x, s, w = (t.detach().float().requires_grad_() for t in _scaled_case(False, True))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = scaled_input_conv2d(x, s, w, padding=1)
+        ref = _scaled_stock(x, s, w, False)
+    assert y.dtype == torch.bfloat16
+    exact = _scaled_stock(x.double(), s.double(), w.double(), False)
+    err, err_stock = (y.double() - exact).abs().max(), (ref.double() - exact).abs().max()
+    assert err <= 2 * err_stock + 1e-2, (err, err_stock)  # bf16 rounding, as the stock composition's
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and s.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
+
+
+def test_scaled_input_conv_errors():
+    x, s, w = _scaled_case(False, False)
+    with pytest.raises(ValueError, match="scale must be a tensor of shape"):
+        scaled_input_conv2d(x, s[:, :3], w, padding=1)
+    with pytest.raises(ValueError, match="scale"):
+        scaled_input_conv2d(x, None, w, padding=1)
+    from fastgan.ops import conv2d_resample
+
+    with pytest.raises(ValueError, match="input_scale"):
+        conv2d_resample(x, w, None, padding=1, input_scale=s[:2])

@@ -378,8 +378,16 @@ def _assert_grads_close(grads, other, rtol, atol):
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
 
 
-def test_path_length_same_in_both_layer_kits_float64():
+@pytest.mark.parametrize("scaled", ["composed", "lean"])
+def test_path_length_same_in_both_layer_kits_float64(scaled, monkeypatch):
+    """Also with the modulated convolutions' lean product (not saved, made again in
+    backward: scaled_input_conv2d) forced on G's tiny maps: the penalty's double backward."""
+    import sys
+
     from fastgan import use_layers
+
+    if scaled == "lean":
+        monkeypatch.setattr(sys.modules["fastgan.ops.conv2d_gradfix"], "_SCALED_MIN_NUMEL", 0)
 
     G = _tiny_g()
     ws, noise = _pl_inputs(G)

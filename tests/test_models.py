@@ -185,11 +185,17 @@ def test_progan_schedule_and_stylegan2_truncation():
         StyleGAN2Generator(resolution=48)
 
 
+@pytest.mark.parametrize("scaled", ["composed", "lean"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_stylegan2_modconv_forms_and_kits_agree_float64(layout):
+def test_stylegan2_modconv_forms_and_kits_agree_float64(layout, scaled, monkeypatch):
     """Every (layers, modconv) combination of the StyleGAN2 generator computes the same
     images and the same parameter gradients (noise strengths set non-zero so the noise
-    path counts); the discriminators' R1 penalties and their gradients agree too."""
+    path counts); the discriminators' R1 penalties and their gradients agree too. "lean":
+    the batched form's x * style not saved (scaled_input_conv2d) on these tiny maps too."""
+    import sys
+
+    if scaled == "lean":
+        monkeypatch.setattr(sys.modules["fastgan.ops.conv2d_gradfix"], "_SCALED_MIN_NUMEL", 0)
     from fastgan.losses import r1_penalty, r1_penalty_naive
     from fastgan.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 

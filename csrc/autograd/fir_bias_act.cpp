@@ -186,7 +186,7 @@ struct FirBiasActGradFn : public torch::autograd::Function<FirBiasActGradFn> {
     const bool has_gz = ctx->saved_data["has_gz"].toBool();
     if (ctx->needs_input_grad(0)) {
       if (saves == Saves::Nothing) {
-        out[0] = u * p.gain;
+        out[0] = p.gain == 1.0 ? u : u * p.gain;  // gain 1 (the filters' linear passes): no copy
       } else if (saves == Saves::Mask) {
         out[0] = u * mask_factor(saved, parse_act(p.act), p.alpha, p.gain, u.scalar_type());
       } else {

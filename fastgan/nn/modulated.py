@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._backend import stock_layers
+from ..ops.conv2d_gradfix import scaled_input_conv2d
 from ..ops.conv2d_resample import conv2d_resample
 from ..ops.upfirdn2d import setup_filter, upfirdn2d
 from .bias_act import _ActTail
@@ -32,7 +33,10 @@ class ModulatedConv2d(nn.Module, _ActTail):
       scale the input channels, run ONE convolution with the shared weight over the whole
       batch (on CPU in channels_last, where oneDNN's transposed convolution and the FIR
       kernels are fastest), then scale the output channels by the demodulation
-      coefficients (a small matrix product), fused with the noise in one ``addcmul``;
+      coefficients (a small matrix product), fused with the noise in one ``addcmul``.
+      The product ``x * style`` is not saved for backward on inputs of 2**20 elements or
+      more (``fastgan.ops.conv2d_gradfix.scaled_input_conv2d``: made again in backward,
+      one elementwise pass; x is kept by the layer before anyway);
     * ``"grouped"`` (the stock default, rosinality's form): per-sample weights, one
       grouped convolution over the batch.
 
@@ -101,19 +105,27 @@ class ModulatedConv2d(nn.Module, _ActTail):
     def _modulate_activations(self, x: torch.Tensor, style: torch.Tensor, stock: bool) -> torch.Tensor:
         """The same function with the style moved onto the activations (see the class doc)."""
         weight = self.weight * self.scale
-        xs = x * style.to(x.dtype)[:, :, None, None]
+        s = style.to(x.dtype)
         wx = weight.to(x.dtype)
-        if self.up and not stock:
-            if xs.is_cpu:
-                # oneDNN's stride-2 transposed convolution is faster in channels_last (and
-                # upfirdn2d too): the rest of G then runs in that layout
-                xs = xs.contiguous(memory_format=torch.channels_last)
-                wx = wx.contiguous(memory_format=torch.channels_last)
-            y = conv2d_resample(xs, wx, self.fir_taps.float(), up=2, padding=self.k // 2, flip_weight=False)
-        elif self.up:
-            y = self._blur_up(F.conv_transpose2d(xs, wx.transpose(0, 1), stride=2))
+        if stock:
+            xs = x * s[:, :, None, None]
+            if self.up:
+                y = self._blur_up(F.conv_transpose2d(xs, wx.transpose(0, 1), stride=2))
+            else:
+                y = F.conv2d(xs, wx, padding=self.k // 2)
         else:
-            y = F.conv2d(xs, wx, padding=self.k // 2)
+            # the fastgan kit: x * style is not saved for backward on large maps (it would be
+            # one more activation-sized tensor per layer; see scaled_input_conv2d)
+            if not self.up:
+                y = scaled_input_conv2d(x, s, wx, padding=self.k // 2)
+            else:
+                if x.is_cpu:
+                    # oneDNN's stride-2 transposed convolution is faster in channels_last (and
+                    # upfirdn2d too): the rest of G then runs in that layout
+                    x = x.contiguous(memory_format=torch.channels_last)
+                    wx = wx.contiguous(memory_format=torch.channels_last)
+                y = conv2d_resample(x, wx, self.fir_taps.float(), up=2, padding=self.k // 2, flip_weight=False,
+                                    input_scale=s)
         noise = self._noise(y)
         if self.demod:
             d = torch.rsqrt(style.square() @ weight.square().sum((2, 3)).t() + 1e-8).to(y.dtype)  # (n, out)

@@ -48,6 +48,7 @@ __all__ = [
     "conv2d",
     "conv_transpose2d",
     "linear",
+    "scaled_input_conv2d",
 ]
 
 _lock = threading.Lock()
@@ -206,6 +207,69 @@ def layer_conv2d(x: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor] = N
     if x.dim() == 4 and x.shape[2] * x.shape[3] >= _LAYER_MIN_PIXELS and _use_function(x, w, b):
         return conv2d(x, w, b, stride, padding, 1, groups)
     return F.conv2d(x, w, b, stride, padding, 1, groups)
+
+
+class _ScaledInputConvolution(torch.autograd.Function):
+    """``convolution(x * scale[:, :, None, None], w)`` saving x, scale and w -- not the
+    product, which a modulated convolution would otherwise keep as one more activation-sized
+    tensor per layer (x itself is kept by the layer before). The backward makes the product
+    again (one elementwise pass) for ``convolution_backward``; it is written with
+    differentiable ops, so a recorded backward (a path-length penalty's) differentiates as
+    the composed form does."""
+
+    @staticmethod
+    def forward(ctx, x, scale, weight, stride, padding, transposed, output_padding):
+        ctx.conf = (stride, padding, transposed, output_padding)
+        ctx.save_for_backward(x, scale, weight)
+        ctx.set_materialize_grads(False)
+        xs = x * scale[:, :, None, None]
+        return torch.ops.aten.convolution(xs, weight, None, stride, padding, [1, 1], transposed, output_padding, 1)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if grad_out is None:
+            return (None,) * 7
+        x, scale, weight = ctx.saved_tensors
+        stride, padding, transposed, output_padding = ctx.conf
+        s4 = scale[:, :, None, None]
+        need_xs = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        need_w = ctx.needs_input_grad[2] and not weight_gradients_disabled()
+        if not (need_xs or need_w):
+            return (None,) * 7
+        gxs, gw, _ = torch.ops.aten.convolution_backward(
+            grad_out, x * s4, weight, None, stride, padding, [1, 1], transposed, output_padding, 1,
+            [need_xs, need_w, False])
+        gx = gxs * s4 if ctx.needs_input_grad[0] else None
+        gs = (gxs * x).sum((2, 3)) if ctx.needs_input_grad[1] else None
+        return gx, gs, gw if need_w else None, None, None, None, None
+
+
+# Inputs of at least this many elements take _ScaledInputConvolution in scaled_input_conv2d
+# (below: the composed form, free of the Python function's per-call cost, ~50 us).
+_SCALED_MIN_NUMEL = 1 << 20
+
+
+def scaled_input_conv2d(x: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor, stride=1, padding=0,
+                        transposed: bool = False, output_padding=0) -> torch.Tensor:
+    """``conv2d(x * scale[:, :, None, None], weight)`` (or ``conv_transpose2d``, weight
+    ``[in, out, kh, kw]``, when ``transposed``): StyleGAN2's modulation moved onto the
+    activations. ``x``: ``[N, C, H, W]``; ``scale``: ``[N, C]``, in x's dtype. When a
+    gradient will be taken and x has at least 2**20 elements, the product is not saved for
+    backward (:class:`_ScaledInputConvolution`); otherwise the composed form. Weight
+    gradients honour :func:`no_weight_gradients` on the first path."""
+    fn = "scaled_input_conv2d"
+    _check_conv(x, weight, None, fn)
+    if not isinstance(scale, torch.Tensor) or scale.shape != x.shape[:2]:
+        raise ValueError(f"{fn}: scale must be a tensor of shape {tuple(x.shape[:2])} (N, C), "
+                         f"got {tuple(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__}")
+    stride, padding = pair(stride, "stride", fn), pair(padding, "padding", fn)
+    output_padding = pair(output_padding, "output_padding", fn)
+    if x.numel() >= _SCALED_MIN_NUMEL and _use_function(x, scale, weight):
+        return _apply(_ScaledInputConvolution, x, scale, weight, stride, padding, transposed, output_padding)
+    xs = x * scale[:, :, None, None]
+    if transposed:
+        return F.conv_transpose2d(xs, weight, None, stride, padding, output_padding)
+    return F.conv2d(xs, weight, None, stride, padding)
 
 
 def conv_transpose2d(

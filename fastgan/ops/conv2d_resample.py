@@ -21,16 +21,20 @@ import torch.nn.functional as F
 
 from .. import _backend
 from ._fir import down_padding, filter_size, parse_padding, transposed_conv_padding, up_padding
-from .conv2d_gradfix import layer_conv2d
+from .conv2d_gradfix import layer_conv2d, scaled_input_conv2d
 from .upfirdn2d import upfirdn2d
 
 __all__ = ["conv2d_resample"]
 
 
-def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
+def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True, scale=None):
     # conv2d correlates (flip_weight=True); a true convolution flips the kernel.
     if not flip_weight:
         w = w.flip([2, 3])
+    if scale is not None:  # groups == 1 here (see conv2d_resample)
+        if _backend.use_kernel(x):
+            return scaled_input_conv2d(x, scale, w, stride, padding, transposed=transpose)
+        x = x * scale[:, :, None, None]
     if transpose:
         return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
     if _backend.use_kernel(x):  # fastgan's kernels run: the lean double backward, see layer_conv2d
@@ -48,6 +52,8 @@ def conv2d_resample(
     groups: int = 1,
     flip_weight: bool = True,
     flip_filter: bool = False,
+    *,
+    input_scale: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Convolution of ``x`` ``[N, C_in, H, W]`` with ``w`` ``[C_out, C_in / groups, kh, kw]``
     with FIR upsampling by ``up`` before it and/or downsampling by ``down`` after it.
@@ -60,6 +66,10 @@ def conv2d_resample(
         groups: as in ``torch.nn.functional.conv2d``.
         flip_weight: True: correlation with ``w`` (as conv2d); False: true convolution.
         flip_filter: passed to upfirdn2d (False: true convolution with ``f``).
+        input_scale: fastgan's extension for modulated convolutions: ``[N, C_in]``, in x's
+            dtype; the result is that of ``x * input_scale[:, :, None, None]``. With
+            fastgan's kernels on, a large product is not saved for backward
+            (:func:`fastgan.ops.conv2d_gradfix.scaled_input_conv2d`).
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError("conv2d_resample: x must be a 4-D tensor [N, C, H, W]")
@@ -74,6 +84,14 @@ def conv2d_resample(
     for name, v in (("up", up), ("down", down), ("groups", groups)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"conv2d_resample: {name} must be an int >= 1, got {v!r}")
+    if input_scale is not None:
+        if not isinstance(input_scale, torch.Tensor) or input_scale.shape != x.shape[:2]:
+            raise ValueError(f"conv2d_resample: input_scale must be a tensor of shape {tuple(x.shape[:2])} (N, C_in)")
+        if groups != 1 or (down > 1 and up == 1):
+            # the paths that filter x before convolving it (and grouped convolutions): the
+            # product up front
+            x = x * input_scale[:, :, None, None]
+            input_scale = None
     out_channels, in_per_group, kh, kw = (int(s) for s in w.shape)
     fw, fh = filter_size(f)
     px0, px1, py0, py1 = parse_padding(padding)
@@ -90,7 +108,7 @@ def conv2d_resample(
 
     # 1x1 convolution, upsampling only: convolve first, then upsample.
     if kw == 1 and kh == 1 and up > 1 and down == 1:
-        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+        x = _conv(x, w, groups=groups, flip_weight=flip_weight, scale=input_scale)
         return upfirdn2d(
             x, f, up=up, padding=up_padding(px0, px1, py0, py1, fw, fh, up, up), gain=up**2,
             flip_filter=flip_filter,
@@ -113,7 +131,7 @@ def conv2d_resample(
         tpad, fpad = transposed_conv_padding(px0, px1, py0, py1, fw, fh, kw, kh, up)
         x = _conv(
             x, w, stride=up, padding=tpad, groups=groups, transpose=True,
-            flip_weight=not flip_weight,
+            flip_weight=not flip_weight, scale=input_scale,
         )
         x = upfirdn2d(x, f, padding=fpad, gain=up**2, flip_filter=flip_filter)
         if down > 1:
@@ -122,9 +140,9 @@ def conv2d_resample(
 
     # No resampling (every case left), symmetric non-negative padding: a plain convolution.
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight, scale=input_scale)
 
     # Everything else (no resampling; asymmetric or negative padding): pad / crop with
     # upfirdn2d, then convolve.
     x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-    return _conv(x, w, groups=groups, flip_weight=flip_weight)
+    return _conv(x, w, groups=groups, flip_weight=flip_weight, scale=input_scale)
