@@ -136,3 +136,25 @@ def test_a_reference_that_raises_is_reported_not_fatal():
     case.impls["reference"] = boom
     results = run([case], Settings(**SMALL))
     assert results and all(r.status == "error" and "no kernel for this" in r.message for r in results)
+
+
+def test_implementations_take_turns_in_every_round():
+    """Timing interleaves the implementations of a case, the first one rotating, so a
+    machine whose speed drifts between rounds slows them alike."""
+    calls = []
+
+    def tagged(name):
+        def fn(x):
+            calls.append(name)
+            return torch.tanh(x) * 2
+        return fn
+
+    case = _case()
+    case.impls = {"fastgan": tagged("fastgan"), "reference": tagged("reference"), "eager": tagged("eager")}
+    results = run([case], Settings(**{**SMALL, "rounds": 4}, modes=("fwd",)))
+    assert [r.impl for r in results] == ["fastgan", "reference", "eager"]
+    assert all(r.status == "ok" and r.stats["rounds"] == 4 for r in results)
+    timed = calls[-12:]  # after the reference's check call, each impl's check and warm-up
+    rounds = [timed[i:i + 3] for i in range(0, 12, 3)]
+    assert all(sorted(r) == ["eager", "fastgan", "reference"] for r in rounds)
+    assert [r[0] for r in rounds] == ["fastgan", "reference", "eager", "fastgan"]

@@ -8,7 +8,9 @@ For every case x mode x dtype x layout on one device:
    gradients for fwd+bwd); one that fails is reported as ``failed`` and not timed;
 3. warm-up calls (torch.compile's compilation included) are excluded from the timings;
 4. CPU rounds are timed with ``time.perf_counter``, CUDA rounds with CUDA events; the
-   statistics (median, quartiles, spread) are pytest-benchmark's ``Stats``;
+   implementations of one case take turns within every round (interleaved, the first one
+   rotating), so a machine whose speed drifts slows them alike; the statistics (median,
+   quartiles, spread) are pytest-benchmark's ``Stats``;
 5. memory: on CUDA the peak allocated during one call, on CPU the bytes saved for backward
    (unique storages seen by ``saved_tensors_hooks``) in fwd+bwd mode;
 6. memory-bound ops get an achieved bandwidth, next to a plain copy of the same bytes
@@ -157,30 +159,42 @@ def _time_rounds(fn, sets: List[Inputs], grads, device: torch.device, rounds: in
                  step: bool = False, repeat: int = 1) -> Stats:
     """Per-call seconds, one sample per round; a round makes ``repeat`` calls (tiny inputs:
     the per-call overhead is measured over many calls, not one)."""
-    cycle = itertools.cycle(range(len(sets)))
-    for _ in range(warmup):
-        i = next(cycle)
-        for _ in range(repeat):
-            _call(fn, sets[i], grads[i], step)
+    return _time_interleaved([fn], sets, grads, device, rounds, warmup, step, repeat)[0]
+
+
+def _time_interleaved(fns: Sequence[Callable], sets: List[Inputs], grads, device: torch.device, rounds: int,
+                      warmup: int, step: bool = False, repeat: int = 1) -> List[Stats]:
+    """Per-call seconds of each of ``fns``, one sample per round each. The implementations
+    take turns within every round (the first one rotating from round to round), so a machine
+    whose speed drifts over minutes -- shared CPUs, clocks, other jobs -- slows them alike and
+    their ratios hold; all of them see the same input set in a round."""
+    for fn in fns:
+        cycle = itertools.cycle(range(len(sets)))
+        for _ in range(warmup):
+            i = next(cycle)
+            for _ in range(repeat):
+                _call(fn, sets[i], grads[i], step)
     _sync(device)
-    stats = Stats()
-    if device.type == "cuda":
-        for _ in range(rounds):
-            i = next(cycle)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(repeat):
-                _call(fn, sets[i], grads[i], step)
-            end.record()
-            end.synchronize()
-            stats.update(start.elapsed_time(end) / 1e3 / repeat)
-    else:
-        for _ in range(rounds):
-            i = next(cycle)
-            t0 = time.perf_counter()
-            for _ in range(repeat):
-                _call(fn, sets[i], grads[i], step)
-            stats.update((time.perf_counter() - t0) / repeat)
+    stats = [Stats() for _ in fns]
+    cycle = itertools.cycle(range(len(sets)))
+    for r in range(rounds):
+        i = next(cycle)
+        for k in range(len(fns)):
+            j = (r + k) % len(fns)
+            fn = fns[j]
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(repeat):
+                    _call(fn, sets[i], grads[i], step)
+                end.record()
+                end.synchronize()
+                stats[j].update(start.elapsed_time(end) / 1e3 / repeat)
+            else:
+                t0 = time.perf_counter()
+                for _ in range(repeat):
+                    _call(fn, sets[i], grads[i], step)
+                stats[j].update((time.perf_counter() - t0) / repeat)
     return stats
 
 
@@ -321,6 +335,8 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 results.append(Result(case.name, impl, mode, dtype_name, layout, device.type, "error", f"reference failed: {type(e).__name__}: {e}"))
             continue
         copy_gbs = None
+        done: Dict[str, Result] = {}
+        timed = []  # (impl, result, fn, check output) of the implementations that passed
         for impl in impls:
             fn = case.impls[impl]
             res = Result(case.name, impl, mode, dtype_name, layout, device.type, "ok")
@@ -333,16 +349,19 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 problem = _check(case, impl, got, want, dtype)
             except NotSupported as e:
                 res.status, res.message = "unsupported", str(e)
-                results.append(res)
+                done[impl] = res
                 continue
             except Exception as e:
                 problem = f"{type(e).__name__}: {e}"
             if problem:
                 res.status, res.message = "failed", problem
-                results.append(res)
+                done[impl] = res
                 continue
-            repeat = case.repeat if settings.repeat is None else settings.repeat
-            stats = _time_rounds(fn, sets, grads, device, settings.rounds, settings.warmup, step, repeat)
+            timed.append((impl, res, fn, got))
+        repeat = case.repeat if settings.repeat is None else settings.repeat
+        all_stats = _time_interleaved([t[2] for t in timed], sets, grads, device, settings.rounds, settings.warmup,
+                                      step, repeat) if timed else []
+        for (impl, res, fn, got), stats in zip(timed, all_stats):
             res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
             if step and case.step_memory:
                 res.peak_bytes = step_peak_bytes(fn, sets[0], device)
@@ -357,7 +376,8 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 if copy_gbs is None:
                     copy_gbs = copy_bandwidth(res.bytes_moved, dtype, device, settings.rounds)
                 res.copy_gbs = copy_gbs
-            results.append(res)
+            done[impl] = res
+        results.extend(done[impl] for impl in impls if impl in done)
     return results
 
 
