@@ -378,7 +378,8 @@ class PathLengthPenalty:
         if scaler is not None and scaler.is_enabled():
             scale = scaler.scale(torch.ones((), device=img.device, dtype=torch.float32))
             total = total * scale
-        (grad,) = torch.autograd.grad(total, ws, create_graph=True)
+        with no_weight_gradients():  # only the gradient w.r.t. ws is wanted here
+            (grad,) = torch.autograd.grad(total, ws, create_graph=True)
         grad = _acc(grad)
         if scale is not None:
             grad = grad * scale.reciprocal()

@@ -398,6 +398,34 @@ def test_path_length_same_in_both_layer_kits_float64(scaled, monkeypatch):
     _assert_grads_close(grads, grads_s, rtol=1e-8, atol=1e-11)
 
 
+def test_path_length_first_backward_skips_weight_gradients(monkeypatch):
+    """The lengths' gradient w.r.t. ws runs inside no_weight_gradients: the modulated
+    convolutions' autograd function (scaled_input_conv2d, forced on these tiny maps), which
+    cannot see that the weights are not wanted, computes no weight gradient there -- as
+    PyTorch's own convolutions do, pruned by the engine."""
+    import sys
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    monkeypatch.setattr(sys.modules["fastgan.ops.conv2d_gradfix"], "_SCALED_MIN_NUMEL", 0)
+
+    class Masks(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.masks = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                self.masks.append(tuple(args[10]))
+            return func(*args, **(kwargs or {}))
+
+    G = _tiny_g()
+    ws, noise = _pl_inputs(G)
+    with Masks() as m:
+        losses.PathLengthPenalty(2.0, 0.01).lengths(G, ws, noise)
+    assert m.masks and all(not mask[1] for mask in m.masks), m.masks
+
+
 def test_path_length_with_activation_checkpointing_float64():
     """G(checkpoint=True): the same penalty and gradients (the penalty runs G without
     checkpointing, see fastgan.nn.no_activation_checkpointing)."""

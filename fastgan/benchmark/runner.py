@@ -336,7 +336,7 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
             continue
         copy_gbs = None
         done: Dict[str, Result] = {}
-        timed = []  # (impl, result, fn, check output) of the implementations that passed
+        timed = []  # (impl, result, fn) of the implementations that passed
         for impl in impls:
             fn = case.impls[impl]
             res = Result(case.name, impl, mode, dtype_name, layout, device.type, "ok")
@@ -357,11 +357,14 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                 res.status, res.message = "failed", problem
                 done[impl] = res
                 continue
-            timed.append((impl, res, fn, got))
+            if case.memory_bound and case.min_bytes is not None and not train:
+                res.bytes_moved = int(case.min_bytes(sets[0], got[0]))
+            del got  # not kept alive while the others are timed
+            timed.append((impl, res, fn))
         repeat = case.repeat if settings.repeat is None else settings.repeat
         all_stats = _time_interleaved([t[2] for t in timed], sets, grads, device, settings.rounds, settings.warmup,
                                       step, repeat) if timed else []
-        for (impl, res, fn, got), stats in zip(timed, all_stats):
+        for (impl, res, fn), stats in zip(timed, all_stats):
             res.stats = {k: float(v) for k, v in stats.as_dict().items() if isinstance(v, (int, float))}
             if step and case.step_memory:
                 res.peak_bytes = step_peak_bytes(fn, sets[0], device)
@@ -370,8 +373,7 @@ def run_case(case: Case, settings: Settings, progress=None) -> List[Result]:
                     res.peak_bytes = _peak_bytes(fn, sets[0], grads[0], device)
                 elif train:
                     res.saved_bytes = _saved_bytes(fn, sets[0], grads[0])
-            if case.memory_bound and case.min_bytes is not None and not train:
-                res.bytes_moved = int(case.min_bytes(sets[0], got[0]))
+            if res.bytes_moved is not None:
                 res.bandwidth_gbs = res.bytes_moved / stats.median / 1e9
                 if copy_gbs is None:
                     copy_gbs = copy_bandwidth(res.bytes_moved, dtype, device, settings.rounds)

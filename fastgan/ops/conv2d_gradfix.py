@@ -236,11 +236,17 @@ class _ScaledInputConvolution(torch.autograd.Function):
         need_w = ctx.needs_input_grad[2] and not weight_gradients_disabled()
         if not (need_xs or need_w):
             return (None,) * 7
+        # the product only for the weight gradient (the input gradient reads its shape only)
         gxs, gw, _ = torch.ops.aten.convolution_backward(
-            grad_out, x * s4, weight, None, stride, padding, [1, 1], transposed, output_padding, 1,
-            [need_xs, need_w, False])
+            grad_out, x * s4 if need_w else x, weight, None, stride, padding, [1, 1], transposed,
+            output_padding, 1, [need_xs, need_w, False])
         gx = gxs * s4 if ctx.needs_input_grad[0] else None
-        gs = (gxs * x).sum((2, 3)) if ctx.needs_input_grad[1] else None
+        gs = None
+        if ctx.needs_input_grad[1]:
+            if x.dtype in (torch.float16, torch.bfloat16):  # autocast: the sum in float32
+                gs = (gxs.float() * x.float()).sum((2, 3)).to(scale.dtype)
+            else:
+                gs = (gxs * x).sum((2, 3))
         return gx, gs, gw if need_w else None, None, None, None, None
 
 
