@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/modconv_ab.py lean [--rounds 16]
     .venv/bin/python bench/modconv_ab.py epilogue [--rounds 10]
+    .venv/bin/python bench/modconv_ab.py profile
 
 ``lean``: the whole training step (D step, R1, G step, Adam: ``_TrainStep``) with the
 modulated convolutions' product ``x * style`` not saved for backward
@@ -14,6 +15,9 @@ paired ratios.
 activation epilogue of G's up-sampling convolutions could gain. G's forward + backward
 with those layers as they are, against the same with their whole epilogue (noise,
 demodulation, bias, activation) removed -- a different function, timed only.
+
+``profile``: where the time of the ``train_stylegan2`` and ``r1_step`` bench steps goes, per
+layer kit (torch.profiler's self CPU time over two steps).
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import statistics
-import time
 
 import torch
 
-from fastgan.benchmark.cases import _train_config, _train_inputs, _TrainStep
+from fastgan.benchmark.cases import _PenaltyStep, _penalty_inputs, _train_config, _train_inputs, _TrainStep
+from fastgan.benchmark.runner import _time_interleaved
 from fastgan.nn.modulated import ModulatedConv2d
 from fastgan.ops.conv2d_resample import conv2d_resample
 from fastgan.train.build import build_models
@@ -34,19 +38,11 @@ _gf = importlib.import_module("fastgan.ops.conv2d_gradfix")
 
 
 def _interleaved(run, setups: dict, rounds: int) -> dict:
-    times = {k: [] for k in setups}
-    for k, setup in setups.items():  # warm-up
-        setup()
-        run()
-        run()
-    keys = list(setups)
-    for r in range(rounds):
-        for k in (keys if r % 2 else keys[::-1]):
-            setups[k]()
-            t = time.perf_counter()
-            run()
-            times[k].append(time.perf_counter() - t)
-    return times
+    """Per-round seconds of ``run`` after each setup, timed by the bench harness's own
+    interleaving (the setups take turns within every round, the first one rotating)."""
+    fns = [lambda setup=setup: (setup(), run()) for setup in setups.values()]
+    stats = _time_interleaved(fns, [()], [None], torch.device("cpu"), rounds, 2, step=True)
+    return {k: list(st.data) for k, st in zip(setups, stats)}
 
 
 def _report(times: dict) -> None:
@@ -98,9 +94,38 @@ def epilogue(rounds: int) -> None:
     ModulatedConv2d.forward = _forward
 
 
+def profile() -> None:
+    """Self CPU time per kit over two steps of each bench case (torch.profiler): the totals,
+    and the convolutions' share."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    gen = torch.Generator().manual_seed(0)
+    for name, make, inputs in (("train_stylegan2", lambda k: _TrainStep("stylegan2", k), _train_inputs("stylegan2")),
+                               ("r1_step", lambda k: _PenaltyStep("r1", k), _penalty_inputs("r1"))):
+        for kit in ("fastgan", "stock"):
+            step = make(kit)
+            step.configure("cpu", torch.float32, "contiguous", "full")
+            args = inputs("cpu", torch.float32, "contiguous", "full", gen)
+            step(*args)
+            step(*args)
+            with torch_profile(activities=[ProfilerActivity.CPU]) as p:
+                for _ in range(2):
+                    step(*args)
+            times = {e.key: e.self_cpu_time_total / 2e3 for e in p.key_averages()}
+            total = sum(times.values())
+            conv = sum(v for k, v in times.items() if k in ("aten::convolution_backward", "aten::mkldnn_convolution"))
+            fused = sum(v for k, v in times.items() if k.startswith("fastgan::"))
+            print(f"{name} {kit}: {total:.0f} ms per step (self CPU time); convolutions {100 * conv / total:.0f}%, "
+                  f"fastgan ops {100 * fused / total:.0f}%")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["lean", "epilogue"])
+    p.add_argument("what", choices=["lean", "epilogue", "profile"])
     p.add_argument("--rounds", type=int, default=None)
     a = p.parse_args()
-    (lean if a.what == "lean" else epilogue)(a.rounds or (16 if a.what == "lean" else 10))
+    if a.what == "profile":
+        profile()
+    else:
+        (lean if a.what == "lean" else epilogue)(a.rounds or (16 if a.what == "lean" else 10))

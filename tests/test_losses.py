@@ -405,25 +405,14 @@ def test_path_length_first_backward_skips_weight_gradients(monkeypatch):
     PyTorch's own convolutions do, pruned by the engine."""
     import sys
 
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from tests.test_conv2d_gradfix import CountBackward
 
     monkeypatch.setattr(sys.modules["fastgan.ops.conv2d_gradfix"], "_SCALED_MIN_NUMEL", 0)
-
-    class Masks(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.masks = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten.convolution_backward.default:
-                self.masks.append(tuple(args[10]))
-            return func(*args, **(kwargs or {}))
-
     G = _tiny_g()
     ws, noise = _pl_inputs(G)
-    with Masks() as m:
+    with CountBackward() as c:
         losses.PathLengthPenalty(2.0, 0.01).lengths(G, ws, noise)
-    assert m.masks and all(not mask[1] for mask in m.masks), m.masks
+    assert c.conv_masks and all(not mask[1] for mask in c.conv_masks), c.conv_masks
 
 
 def test_path_length_with_activation_checkpointing_float64():

@@ -16,7 +16,7 @@ transposed convolution + ``upfirdn2d`` form rather than ``upsample_conv2d``: the
 noise and the demodulation sit between the FIR filter and the bias + activation, so the
 fused epilogue cannot take them (and fusing them would gain little on CPU: without that
 whole epilogue, G's forward + backward at 64 px is ~10% faster, ~3% of a training step, whose
-time goes ~87% to convolutions; ``bench/modconv_ab.py epilogue``). G's modulated
+time goes over 80% to convolutions; ``bench/modconv_ab.py epilogue`` and ``profile``). G's modulated
 convolutions do not save ``x * style`` for backward on large inputs (see ModulatedConv2d). Under ``fastgan.use_layers("stock")``: the textbook
 composition (FIR by pad + depthwise conv2d, conv bias, ``F.leaky_relu``, gain) and
 per-sample modulated weights in one grouped convolution (``modconv='grouped'``, as

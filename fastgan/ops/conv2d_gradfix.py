@@ -268,10 +268,12 @@ def scaled_input_conv2d(x: torch.Tensor, scale: torch.Tensor, weight: torch.Tens
     if not isinstance(scale, torch.Tensor) or scale.shape != x.shape[:2]:
         raise ValueError(f"{fn}: scale must be a tensor of shape {tuple(x.shape[:2])} (N, C), "
                          f"got {tuple(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__}")
-    stride, padding = pair(stride, "stride", fn), pair(padding, "padding", fn)
-    output_padding = pair(output_padding, "output_padding", fn)
     if x.numel() >= _SCALED_MIN_NUMEL and _use_function(x, scale, weight):
+        stride, padding = pair(stride, "stride", fn), pair(padding, "padding", fn)
+        output_padding = pair(output_padding, "output_padding", fn)
         return _apply(_ScaledInputConvolution, x, scale, weight, stride, padding, transposed, output_padding)
+    # the composed form (small inputs: no per-call cost beyond the stock ops', which check
+    # their own arguments)
     xs = x * scale[:, :, None, None]
     if transposed:
         return F.conv_transpose2d(xs, weight, None, stride, padding, output_padding)
